@@ -1,0 +1,20 @@
+"""CIFAR-100 under the mdistiller protocol (240 epochs, batch 64, SGD).
+
+Train a teacher, then distil it:
+
+  python launch.py --config=configs/cifar100.py:student=resnet32x4 \
+      --workdir=runs/cifar100/resnet32x4
+  python launch.py \
+      --config=configs/cifar100.py:teacher=resnet32x4,student=resnet8x4,method=figkd \
+      --config.teacher.workdir=runs/cifar100/resnet32x4 \
+      --workdir=runs/cifar100/resnet32x4-resnet8x4-figkd
+
+Methods: ce, kd, dkd, figkd (add --config.method.standardize=True for logit
+standardization). Pairs: configs/benchmarks.py.
+"""
+
+from configs import benchmarks
+
+
+def get_config(arg=None):
+  return benchmarks.benchmark_config("cifar100", arg)
