@@ -9,14 +9,14 @@ from etils import epath
 
 
 def image_bytes_for_tfds(data: bytes) -> bytes:
-    """Keep JPEG (RGB or grayscale) and PNG bytes as they are; re-encode anything else as PNG.
+    """Keep JPEG and PNG bytes as they are; re-encode anything else (GIF, BMP...) as PNG.
 
-    Some archives hold GIFs or CMYK JPEGs behind a ``.jpg`` name, which not every decoder
-    reads; converting those few once at build time keeps every record decodable by
-    ``tf.io.decode_image``. Only the header is parsed for the common case.
+    Some archives hold other formats behind a ``.jpg`` name; TFDS's own image decoding reads
+    only single-frame JPEG and PNG reliably, so those few are converted once at build time.
+    Only the header is parsed for the common case.
     """
     with PIL.Image.open(io.BytesIO(data)) as image:
-        if image.format == "PNG" or (image.format == "JPEG" and image.mode in ("RGB", "L")):
+        if image.format in ("JPEG", "PNG"):
             return data
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, format="PNG")
