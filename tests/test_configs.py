@@ -15,6 +15,8 @@ def _load(module, arg):
 
 
 def _trace_one_step(config):
+  if config.teacher.model:
+    config.teacher.workdir = "teacher-run"  # validate() only checks that it is set
   run = train.validate(config)
   batch = {
       "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
