@@ -16,6 +16,10 @@ examples are dropped each epoch (like PyTorch's ``drop_last=True`` with ``shuffl
 Starting at step k therefore reads no skipped data, and a resumed stream equals the tail of
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.
+
+Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
+split), the others one example at a time (decode, crop, resize); both run in tf.data maps
+with ``deterministic=True``, followed by prefetching.
 """
 
 import contextlib
