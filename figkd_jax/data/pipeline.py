@@ -46,7 +46,11 @@ with contextlib.suppress(RuntimeError):
 
 
 def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
-    """Full global batches per epoch, ``num_train // global_batch_size`` (remainder dropped)."""
+    """Full global batches per epoch, ``num_train // global_batch_size``.
+
+    The remainder is dropped each epoch; the order is reshuffled every epoch, so different
+    examples are dropped each time (PyTorch's ``drop_last=True`` with shuffling).
+    """
     if not 0 < global_batch_size <= num_train:
         raise ValueError(
             f"global_batch_size must be in [1, {num_train}] (the train split size), "
