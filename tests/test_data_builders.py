@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from figkd_jax import data
-from figkd_jax.data import builders
+from figkd_jax.data import builders, prepare
 from figkd_jax.data.builders import _common
 
 COLORS = (30, 120, 210)  # by label, i.e. by sorted class name
@@ -97,13 +97,14 @@ def test_tiny_imagenet(tmp_path):
     assert images.shape == (5, 64, 64, 3) and sorted(labels) == [0, 0, 1, 2, 2]
 
 
-def test_builders_refuse_an_archive_with_the_wrong_class_count(tmp_path):
+def test_prepare_command_refuses_an_archive_with_the_wrong_class_count(tmp_path, capsys):
     _write_tiny_imagenet(tmp_path / "manual")
-    builder = builders.TinyImagenet(data_dir=str(tmp_path / "data"))
+    arguments = [f"--data_dir={tmp_path / 'data'}", f"--manual_dir={tmp_path / 'manual'}"]
     with pytest.raises(ValueError, match="the archive has 3 classes, expected 200"):
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual"))
-        )
+        prepare.main(["--dataset=tiny_imagenet", *arguments])
+    capsys.readouterr()
+    prepare.main(["--dataset=digits"])
+    assert capsys.readouterr().out == "digits is prepared\n"
 
 
 def test_mit67(tmp_path):

@@ -42,6 +42,9 @@ def test_registry():
         "mit67",
         "stanford40",
     ]
+    for name in data.names():  # the pipeline picks its path from either
+        info = data.get_info(name)
+        assert info.fixed_resolution == isinstance(info.augment, data.PadCropFlip)
     assert data.get_info("cifar100").augment == data.PadCropFlip(pad=4, flip=True)
     assert data.get_info("stanford_dogs").image_shape == (224, 224, 3)
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'; choose one of digits, "):

@@ -19,9 +19,7 @@ def mock_tfds(monkeypatch):
     """
     monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
     sources.load_split.cache_clear()
-    with tfds.testing.mock_data(
-        num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE
-    ):
+    with tfds.testing.mock_data(num_examples=NUM_EXAMPLES, policy=tfds.testing.MockPolicy.USE_CODE):
         yield
     sources.load_split.cache_clear()
 

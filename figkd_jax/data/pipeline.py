@@ -16,6 +16,10 @@ examples are dropped each epoch (like PyTorch's ``drop_last=True`` with ``shuffl
 Starting at step k therefore reads no skipped data, and a resumed stream equals the tail of
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.
+
+Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
+split), the others one example at a time (decode, crop, resize); both run in tf.data maps
+with ``deterministic=True``, followed by prefetching.
 """
 
 import contextlib
@@ -42,7 +46,11 @@ with contextlib.suppress(RuntimeError):
 
 
 def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
-    """Full global batches per epoch, ``num_train // global_batch_size`` (remainder dropped)."""
+    """Full global batches per epoch, ``num_train // global_batch_size``.
+
+    The remainder is dropped each epoch; the order is reshuffled every epoch, so different
+    examples are dropped each time (PyTorch's ``drop_last=True`` with shuffling).
+    """
     if not 0 < global_batch_size <= num_train:
         raise ValueError(
             f"global_batch_size must be in [1, {num_train}] (the train split size), "

@@ -1,7 +1,7 @@
 """What each benchmark dataset is: sizes, normalisation, augmentation, and where it comes from.
 
-No TensorFlow here: the trainer and the on-device augmentation path read these descriptions
-without importing the input pipeline.
+Plain frozen dataclasses: the trainer and an on-device augmentation path can apply the same
+parameters as the TF input pipeline (``figkd_jax.data.augment`` documents their semantics).
 """
 
 import dataclasses

@@ -19,6 +19,7 @@ import os
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from ml_collections import config_dict
 
 import figkd_jax.data.builders  # noqa: F401  (registers our builders with TFDS)
 from figkd_jax.data import digits
@@ -43,16 +44,15 @@ class DataConfig:
 
 
 def default_data_config(name: str) -> ml_collections.ConfigDict:
-    """A launcher config block for dataset ``name`` with every field at its default."""
+    """A launcher config block for dataset ``name`` with every field at its default.
+
+    The optional fields are string placeholders (None until set), so command-line overrides
+    such as ``--config.data.data_dir=/data/tfds`` work.
+    """
     get_info(name)
+    optional = ("data_dir", "manual_dir", "train_split", "eval_split")
     return ml_collections.ConfigDict(
-        {
-            "name": name,
-            "data_dir": None,
-            "manual_dir": None,
-            "train_split": None,
-            "eval_split": None,
-        },
+        {"name": name} | {field: config_dict.placeholder(str) for field in optional}
     )
 
 
