@@ -575,14 +575,25 @@ def logit_bands(logits: np.ndarray, *, max_level: int = 2, mode: str = "symmetri
     Returns:
       {"logits": (N, C), "low, level 1": (N, C), "high, level 1": (N, C), ...} as numpy arrays.
     """
+    import jax
+
     from figkd_jax import haar_highpass, haar_lowpass, haar_max_level
 
     logits = np.asarray(logits, np.float32)
-    panels = {"logits": logits}
-    for level in range(1, min(max_level, haar_max_level(logits.shape[-1])) + 1):
-        panels[f"low, level {level}"] = np.asarray(haar_lowpass(logits, level, mode=mode))
-        panels[f"high, level {level}"] = np.asarray(haar_highpass(logits, level, mode=mode))
-    return panels
+    levels = range(1, min(max_level, haar_max_level(logits.shape[-1])) + 1)
+
+    names = ["logits"]
+    for level in levels:
+        names += [f"low, level {level}", f"high, level {level}"]
+
+    @jax.jit
+    def bands(z):
+        panels = [z]
+        for level in levels:
+            panels += [haar_lowpass(z, level, mode=mode), haar_highpass(z, level, mode=mode)]
+        return panels
+
+    return {name: np.asarray(values) for name, values in zip(names, bands(logits), strict=True)}
 
 
 def plot_bands(
@@ -613,10 +624,13 @@ def plot_bands(
     model, variables, meta, data_config = _restore_teacher(
         source, dataset, default_dataset, data_dir
     )
+    import jax
+
     from figkd_jax import data
 
     batch = next(iter(data.eval_stream(data_config, global_batch_size=num_examples)))
-    logits = np.asarray(model.apply(variables, batch["image"], train=False))
+    apply = jax.jit(lambda v, images: model.apply(v, images, train=False))
+    logits = np.asarray(apply(variables, batch["image"]))
     labels = np.asarray(batch["label"])
     keep = np.asarray(batch["mask"])
     panels = {k: v[keep] for k, v in logit_bands(logits).items()}

@@ -293,3 +293,64 @@ def test_command_line_prints_the_table_and_writes_the_report(sweep, tmp_path):
     (tmp_path / "empty").mkdir()
     failed = run(str(tmp_path / "empty"))
     assert failed.returncode == 2 and "error: no results.json under" in failed.stderr
+
+
+def test_logit_bands_split_the_logits_per_level():
+    logits = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)
+    panels = report.logit_bands(logits)
+    assert list(panels) == [
+        "logits",
+        "low, level 1",
+        "high, level 1",
+        "low, level 2",
+        "high, level 2",
+    ]
+    for level in (1, 2):
+        low, high = panels[f"low, level {level}"], panels[f"high, level {level}"]
+        np.testing.assert_allclose(low + high, logits, atol=1e-6)
+    pairs = (logits[:, 0::2] + logits[:, 1::2]) / 2
+    np.testing.assert_allclose(panels["low, level 1"], np.repeat(pairs, 2, axis=1), atol=1e-6)
+    # Three classes allow one level only.
+    assert list(report.logit_bands(logits[:, :3])) == ["logits", "low, level 1", "high, level 1"]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    """A teacher run's workdir holding a freshly initialised resnet8 for digits."""
+    import jax
+    import jax.numpy as jnp
+
+    from figkd_jax import checkpoints, models
+
+    workdir = tmp_path_factory.mktemp("teacher_run")
+    model = models.create("resnet8", num_classes=10)
+    variables = jax.jit(
+        lambda: model.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)), train=False)
+    )()
+    mngr = checkpoints.manager(str(workdir / "checkpoints"))
+    checkpoints.save(mngr, 7, variables=variables, meta={"model": "resnet8", "num_classes": 10})
+    mngr.close()
+    (workdir / "config.json").write_text(json.dumps({"dataset.name": "digits", "model": "resnet8"}))
+    return workdir
+
+
+def test_band_picture_of_a_teacher_run(sweep, teacher_run, tmp_path):
+    result = report.write_report([str(sweep)], str(tmp_path), bands_from=str(teacher_run))
+    path = str(tmp_path / "bands_digits_resnet8.png")
+    assert result.plots[-1] == path
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("L"))
+    # Four examples by five panels (logits, low and high of levels 1 and 2).
+    assert pixels.shape[0] > 600 and pixels.shape[1] > 1200 and pixels.std() > 10
+    markdown = (tmp_path / "report.md").read_text()
+    assert "![bands_digits_resnet8.png](bands_digits_resnet8.png)" in markdown
+
+
+def test_band_picture_errors_name_the_fix(sweep, teacher_run, tmp_path):
+    # A bare checkpoint directory has no dataset: the report's only dataset is tried, and its
+    # class count does not match.
+    checkpoint = str(teacher_run / "checkpoints")
+    with pytest.raises(ValueError, match=r"10 classes, dataset 'cifar100' has 100"):
+        report.write_report([str(sweep)], str(tmp_path), bands_from=checkpoint)
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        report.plot_bands(str(tmp_path), str(tmp_path))
