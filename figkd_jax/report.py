@@ -476,14 +476,20 @@ def plot_curves(runs: Sequence[dict[str, Any]], out_dir: str) -> list[str]:
     for (dataset, teacher, student), entries in sorted(
         plots.items(), key=lambda i: _sort_key(i[0])
     ):
-        entries = sorted(entries, key=lambda e: _row_order(_stub_row(e[0])))
+        # One colour per method, the same in the top-1 and the agreement plot.
+        entries = [
+            (key, members, f"C{i % 10}")
+            for i, (key, members) in enumerate(
+                sorted(entries, key=lambda e: _row_order(_stub_row(e[0])))
+            )
+        ]
         name = f"{dataset}_{student}" if teacher is None else f"{dataset}_{teacher}_to_{student}"
         title = student if teacher is None else f"{teacher} → {student}"
         teacher_line = None
         if teacher is not None:
             values = [
                 100 * r["teacher_eval"]["top1"]
-                for key, members in entries
+                for key, members, _ in entries
                 if key[1] == teacher
                 for r in members
                 if r.get("teacher_eval") is not None
@@ -523,25 +529,23 @@ def _plot_metric(entries, metric, title, ylabel, hline, out_dir, name) -> str | 
     from matplotlib.ticker import MaxNLocator
 
     curves = []
-    for (_, teacher, _, method, variant), members in entries:
+    for (_, teacher, _, method, variant), members, color in entries:
         curve = epoch_curve(members, metric)
         if curve is not None:
             label = method if teacher is not None else f"{method} (no teacher)"
             label = f"{label} [{variant}]" if variant else label
-            curves.append((f"{label}, n={len(members)}", curve))
+            curves.append((f"{label}, n={len(members)}", color, curve))
     if not curves:
         return None
     fig = Figure(figsize=(7, 4.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for label, (epochs, mean, low, high) in curves:
-        (line,) = ax.plot(epochs, mean, label=label, linewidth=1.3)
+    for label, color, (epochs, mean, low, high) in curves:
+        ax.plot(epochs, mean, label=label, color=color, linewidth=1.3)
         if len(epochs) > 1:
-            ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
         else:
-            ax.errorbar(
-                epochs, mean, yerr=[mean - low, high - mean], color=line.get_color(), fmt="o"
-            )
+            ax.errorbar(epochs, mean, yerr=[mean - low, high - mean], color=color, fmt="o")
     if hline is not None:
         ax.axhline(
             hline, color="black", linestyle="--", linewidth=1, label=f"teacher ({hline:.2f})"
