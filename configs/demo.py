@@ -19,13 +19,13 @@ def get_config():
     config.batch_size = 64
     config.eval_batch_size = 512
     config.optim.learning_rate = 0.05
-    # Students get a short budget; the teacher is trained three times longer,
+    # Students get a short budget; the teacher is trained five times longer,
     # as teachers are trained to convergence before anything is distilled.
-    config.num_epochs = 5
-    config.optim.lr_decay_epochs = (4,)
+    config.num_epochs = 3
+    config.optim.lr_decay_epochs = (2,)
     config.sweep.teacher_num_epochs = 15
     config.sweep.teacher_lr_decay_epochs = (10, 13)
-    config.method.dkd.warmup_epochs = 2
+    config.method.dkd.warmup_epochs = 1
     config.log_every_steps = 100
     config.checkpoints_to_keep = 1
     config.sweep.train_teacher = True
