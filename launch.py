@@ -12,8 +12,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags, logging
+from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -25,30 +25,35 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import jax
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    import jax
 
-  # TensorFlow only feeds the input pipeline: keep it off the accelerators.
-  import tensorflow as tf
+    # TensorFlow only feeds the input pipeline: keep it off the accelerators.
+    import tensorflow as tf
 
-  tf.config.set_visible_devices([], "GPU")
-  if _DISTRIBUTED.value or _COORDINATOR.value:
-    jax.distributed.initialize(
-        coordinator_address=_COORDINATOR.value,
-        num_processes=_NUM_PROCESSES.value,
-        process_id=_PROCESS_ID.value,
+    tf.config.set_visible_devices([], "GPU")
+    if _DISTRIBUTED.value or _COORDINATOR.value:
+        jax.distributed.initialize(
+            coordinator_address=_COORDINATOR.value,
+            num_processes=_NUM_PROCESSES.value,
+            process_id=_PROCESS_ID.value,
+        )
+    from figkd_jax import train
+
+    logging.info(
+        "JAX process %d/%d, %d devices",
+        jax.process_index(),
+        jax.process_count(),
+        jax.device_count(),
     )
-  from figkd_jax import train
-
-  logging.info("JAX process %d/%d, %d devices", jax.process_index(), jax.process_count(), jax.device_count())
-  try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (train.ConfigError, FileNotFoundError, FloatingPointError) as e:
-    # One actionable line, no traceback: the message says what to change.
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+    try:
+        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (train.ConfigError, FileNotFoundError, FloatingPointError) as e:
+        # One actionable line, no traceback: the message says what to change.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

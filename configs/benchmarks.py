@@ -40,54 +40,54 @@ LOW_LR_STUDENTS = ("shufflenetv1", "shufflenetv2", "mobilenetv2")
 
 
 def pairs(dataset: str) -> dict[tuple[str, str], float]:
-  return FINEGRAINED_PAIRS if dataset in FINEGRAINED_DATASETS else CIFAR_PAIRS
+    return FINEGRAINED_PAIRS if dataset in FINEGRAINED_DATASETS else CIFAR_PAIRS
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:
-  """'a=1,b=x' -> {'a': '1', 'b': 'x'}."""
-  if not arg:
-    return {}
-  fields = {}
-  for item in arg.split(","):
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"config argument {item!r} is not of the form key=value")
-    fields[key.strip()] = value.strip()
-  return fields
+    """'a=1,b=x' -> {'a': '1', 'b': 'x'}."""
+    if not arg:
+        return {}
+    fields = {}
+    for item in arg.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"config argument {item!r} is not of the form key=value")
+        fields[key.strip()] = value.strip()
+    return fields
 
 
 def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
-  """The reference config of `dataset` for the pair and method named in `arg`.
+    """The reference config of `dataset` for the pair and method named in `arg`.
 
-  `arg` keys: ``student`` (required), ``teacher`` (required unless
-  ``method=ce``), ``method`` (default ``ce``: train `student` alone, e.g. a
-  teacher), ``seed``.
-  """
-  fields = parse_arg(arg)
-  unknown = set(fields) - {"student", "teacher", "method", "seed"}
-  if unknown:
-    raise ValueError(
-        f"unknown config argument(s) {sorted(unknown)}; valid: student, teacher, method, seed"
-    )
-  if "student" not in fields:
-    raise ValueError("config argument student=<model> is required")
-  method = fields.get("method", "ce")
-  student, teacher = fields["student"], fields.get("teacher")
-  known = pairs(dataset)
+    `arg` keys: ``student`` (required), ``teacher`` (required unless
+    ``method=ce``), ``method`` (default ``ce``: train `student` alone, e.g. a
+    teacher), ``seed``.
+    """
+    fields = parse_arg(arg)
+    unknown = set(fields) - {"student", "teacher", "method", "seed"}
+    if unknown:
+        raise ValueError(
+            f"unknown config argument(s) {sorted(unknown)}; valid: student, teacher, method, seed"
+        )
+    if "student" not in fields:
+        raise ValueError("config argument student=<model> is required")
+    method = fields.get("method", "ce")
+    student, teacher = fields["student"], fields.get("teacher")
+    known = pairs(dataset)
 
-  config = default.get_config()
-  config.dataset.name = dataset
-  config.model = student
-  config.method.name = method
-  config.seed = int(fields.get("seed", 0))
-  if method != "ce":
-    if (teacher, student) not in known:
-      raise ValueError(
-          f"teacher={teacher}, student={student} is not a {dataset} benchmark pair; "
-          f"valid pairs: {sorted(known)}"
-      )
-    config.teacher.model = teacher
-    config.method.dkd.beta = known[teacher, student]
-  if student in LOW_LR_STUDENTS:
-    config.optim.learning_rate = 0.01
-  return config
+    config = default.get_config()
+    config.dataset.name = dataset
+    config.model = student
+    config.method.name = method
+    config.seed = int(fields.get("seed", 0))
+    if method != "ce":
+        if (teacher, student) not in known:
+            raise ValueError(
+                f"teacher={teacher}, student={student} is not a {dataset} benchmark pair; "
+                f"valid pairs: {sorted(known)}"
+            )
+        config.teacher.model = teacher
+        config.method.dkd.beta = known[teacher, student]
+    if student in LOW_LR_STUDENTS:
+        config.optim.learning_rate = 0.01
+    return config

@@ -17,4 +17,4 @@ from configs import benchmarks
 
 
 def get_config(arg=None):
-  return benchmarks.benchmark_config("cifar100", arg)
+    return benchmarks.benchmark_config("cifar100", arg)

@@ -12,18 +12,18 @@ from configs import default
 
 
 def get_config():
-  config = default.get_config()
-  config.dataset.name = "digits"
-  config.model = "resnet8"
-  config.teacher.model = "resnet20"
-  config.num_epochs = 12
-  config.batch_size = 64
-  config.eval_batch_size = 512
-  config.optim.learning_rate = 0.05
-  config.optim.lr_decay_epochs = (8, 10)
-  config.method.dkd.warmup_epochs = 2
-  config.log_every_steps = 100
-  config.checkpoints_to_keep = 1
-  config.sweep.train_teacher = True
-  config.sweep.methods = ("ce", "kd", "dkd", "figkd")
-  return config
+    config = default.get_config()
+    config.dataset.name = "digits"
+    config.model = "resnet8"
+    config.teacher.model = "resnet20"
+    config.num_epochs = 12
+    config.batch_size = 64
+    config.eval_batch_size = 512
+    config.optim.learning_rate = 0.05
+    config.optim.lr_decay_epochs = (8, 10)
+    config.method.dkd.warmup_epochs = 2
+    config.log_every_steps = 100
+    config.checkpoints_to_keep = 1
+    config.sweep.train_teacher = True
+    config.sweep.methods = ("ce", "kd", "dkd", "figkd")
+    return config

@@ -17,13 +17,13 @@ from configs import benchmarks
 
 
 def get_config(arg=None):
-  fields = benchmarks.parse_arg(arg)
-  dataset = fields.pop("dataset", None)
-  if dataset not in benchmarks.FINEGRAINED_DATASETS:
-    raise ValueError(
-        f"config argument dataset={dataset} is not valid; use one of "
-        f"{benchmarks.FINEGRAINED_DATASETS}"
-    )
-  config = benchmarks.benchmark_config(dataset, ",".join(f"{k}={v}" for k, v in fields.items()))
-  config.eval_batch_size = 128
-  return config
+    fields = benchmarks.parse_arg(arg)
+    dataset = fields.pop("dataset", None)
+    if dataset not in benchmarks.FINEGRAINED_DATASETS:
+        raise ValueError(
+            f"config argument dataset={dataset} is not valid; use one of "
+            f"{benchmarks.FINEGRAINED_DATASETS}"
+        )
+    config = benchmarks.benchmark_config(dataset, ",".join(f"{k}={v}" for k, v in fields.items()))
+    config.eval_batch_size = 128
+    return config

@@ -13,4 +13,4 @@ from configs import benchmarks
 
 
 def get_config(arg=None):
-  return benchmarks.benchmark_config("tiny_imagenet", arg)
+    return benchmarks.benchmark_config("tiny_imagenet", arg)

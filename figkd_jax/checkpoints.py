@@ -28,27 +28,27 @@ VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 def manager(
     directory: str, *, keep_last: int = 2, best_metric: str | None = "top1", read_only=False
 ) -> ocp.CheckpointManager:
-  """A manager keeping the `keep_last` newest steps plus the best by `best_metric`."""
-  policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
-  if best_metric is not None:
-    policies.append(
-        ocp.checkpoint_managers.BestN(
-            get_metric_fn=lambda metrics: metrics[best_metric],
-            n=1,
-            keep_checkpoints_without_metrics=False,
+    """A manager keeping the `keep_last` newest steps plus the best by `best_metric`."""
+    policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
+    if best_metric is not None:
+        policies.append(
+            ocp.checkpoint_managers.BestN(
+                get_metric_fn=lambda metrics: metrics[best_metric],
+                n=1,
+                keep_checkpoints_without_metrics=False,
+            )
         )
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
+        create=not read_only,
+        read_only=read_only,
+        # Synchronous saves: a step is on disk (and atomically committed) when
+        # save() returns, so a kill right after cannot lose it.
+        enable_async_checkpointing=False,
     )
-  options = ocp.CheckpointManagerOptions(
-      preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-      create=not read_only,
-      read_only=read_only,
-      # Synchronous saves: a step is on disk (and atomically committed) when
-      # save() returns, so a kill right after cannot lose it.
-      enable_async_checkpointing=False,
-  )
-  return ocp.CheckpointManager(
-      os.path.abspath(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
-  )
+    return ocp.CheckpointManager(
+        os.path.abspath(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
+    )
 
 
 def save(
@@ -60,35 +60,33 @@ def save(
     optimizer: Any = None,
     metrics: dict | None = None,
 ) -> None:
-  items = {VARIABLES: ocp.args.StandardSave(variables), META: ocp.args.JsonSave(meta)}
-  if optimizer is not None:
-    items[OPTIMIZER] = ocp.args.StandardSave(optimizer)
-  mngr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
-  mngr.wait_until_finished()
+    items = {VARIABLES: ocp.args.StandardSave(variables), META: ocp.args.JsonSave(meta)}
+    if optimizer is not None:
+        items[OPTIMIZER] = ocp.args.StandardSave(optimizer)
+    mngr.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+    mngr.wait_until_finished()
 
 
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict]:
-  """(step, meta) of `step` (default: the latest) of a checkpoint directory."""
-  mngr = manager(directory, read_only=True, best_metric=None)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {directory}")
-  restored = mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
-  return step, dict(restored[META])
+    """(step, meta) of `step` (default: the latest) of a checkpoint directory."""
+    mngr = manager(directory, read_only=True, best_metric=None)
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    restored = mngr.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))
+    return step, dict(restored[META])
 
 
 def restore_variables(directory: str, step: int, abstract_variables: Any) -> Any:
-  """The ``variables`` item of `step`, laid out like `abstract_variables`."""
-  mngr = manager(directory, read_only=True, best_metric=None)
-  restored = mngr.restore(
-      step,
-      args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(abstract_variables)}),
-  )
-  return restored[VARIABLES]
+    """The ``variables`` item of `step`, laid out like `abstract_variables`."""
+    mngr = manager(directory, read_only=True, best_metric=None)
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(abstract_variables)}),
+    )
+    return restored[VARIABLES]
 
 
 def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
-  """ShapeDtypeStructs of `tree` (with `sharding`), the restore target orbax needs."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree
-  )
+    """ShapeDtypeStructs of `tree` (with `sharding`), the restore target orbax needs."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

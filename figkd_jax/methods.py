@@ -35,91 +35,91 @@ Objective = Callable[..., dict[str, jax.Array]]
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, where: jax.Array | None = None):
-  """Per-example softmax cross-entropy in float32; masked examples give 0."""
-  logits = logits.astype(jnp.float32)
-  if where is not None:
-    logits = jnp.where(where[..., None], logits, 0.0)
-  value = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return value if where is None else jnp.where(where, value, 0.0)
+    """Per-example softmax cross-entropy in float32; masked examples give 0."""
+    logits = logits.astype(jnp.float32)
+    if where is not None:
+        logits = jnp.where(where[..., None], logits, 0.0)
+    value = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return value if where is None else jnp.where(where, value, 0.0)
 
 
 def _ce(config) -> Objective:
-  def objective(student, teacher, labels, *, epoch, where=None):
-    del teacher, epoch
-    return {"ce": config.ce.ce_weight * cross_entropy(student, labels, where)}
+    def objective(student, teacher, labels, *, epoch, where=None):
+        del teacher, epoch
+        return {"ce": config.ce.ce_weight * cross_entropy(student, labels, where)}
 
-  return objective
+    return objective
 
 
 def _kd(config) -> Objective:
-  def objective(student, teacher, labels, *, epoch, where=None):
-    del epoch
-    s, t = _distillation_inputs(config, student, teacher)
-    return {
-        "ce": config.kd.ce_weight * cross_entropy(student, labels, where),
-        "kd": config.kd.kd_weight
-        * losses.kd_loss(s, t, temperature=config.temperature, where=where),
-    }
+    def objective(student, teacher, labels, *, epoch, where=None):
+        del epoch
+        s, t = _distillation_inputs(config, student, teacher)
+        return {
+            "ce": config.kd.ce_weight * cross_entropy(student, labels, where),
+            "kd": config.kd.kd_weight
+            * losses.kd_loss(s, t, temperature=config.temperature, where=where),
+        }
 
-  return objective
+    return objective
 
 
 def _dkd(config) -> Objective:
-  def objective(student, teacher, labels, *, epoch, where=None):
-    s, t = _distillation_inputs(config, student, teacher)
-    warmup = jnp.minimum(epoch / config.dkd.warmup_epochs, 1.0)
-    return {
-        "ce": config.dkd.ce_weight * cross_entropy(student, labels, where),
-        "dkd": warmup
-        * losses.dkd_loss(
-            s,
-            t,
-            labels,
-            temperature=config.temperature,
-            alpha=config.dkd.alpha,
-            beta=config.dkd.beta,
-            where=where,
-        ),
-    }
+    def objective(student, teacher, labels, *, epoch, where=None):
+        s, t = _distillation_inputs(config, student, teacher)
+        warmup = jnp.minimum(epoch / config.dkd.warmup_epochs, 1.0)
+        return {
+            "ce": config.dkd.ce_weight * cross_entropy(student, labels, where),
+            "dkd": warmup
+            * losses.dkd_loss(
+                s,
+                t,
+                labels,
+                temperature=config.temperature,
+                alpha=config.dkd.alpha,
+                beta=config.dkd.beta,
+                where=where,
+            ),
+        }
 
-  return objective
+    return objective
 
 
 def _figkd(config) -> Objective:
-  def objective(student, teacher, labels, *, epoch, where=None):
-    del epoch
-    s, t = _distillation_inputs(config, student, teacher)
-    return {
-        "ce": config.figkd.ce_weight * cross_entropy(student, labels, where),
-        "figkd": config.figkd.figkd_weight
-        * losses.figkd_loss(
-            s,
-            t,
-            temperature=config.temperature,
-            level=config.figkd.level,
-            band=config.figkd.band,
-            domain=config.figkd.domain,
-            mode=config.figkd.mode,
-            where=where,
-        ),
-    }
+    def objective(student, teacher, labels, *, epoch, where=None):
+        del epoch
+        s, t = _distillation_inputs(config, student, teacher)
+        return {
+            "ce": config.figkd.ce_weight * cross_entropy(student, labels, where),
+            "figkd": config.figkd.figkd_weight
+            * losses.figkd_loss(
+                s,
+                t,
+                temperature=config.temperature,
+                level=config.figkd.level,
+                band=config.figkd.band,
+                domain=config.figkd.domain,
+                mode=config.figkd.mode,
+                where=where,
+            ),
+        }
 
-  return objective
+    return objective
 
 
 def _distillation_inputs(config, student, teacher):
-  """The logits the distillation term sees: z-scored when `standardize` is on."""
-  if config.standardize:
-    return losses.standardize_logits(student), losses.standardize_logits(teacher)
-  return student, teacher
+    """The logits the distillation term sees: z-scored when `standardize` is on."""
+    if config.standardize:
+        return losses.standardize_logits(student), losses.standardize_logits(teacher)
+    return student, teacher
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  """A registered objective: whether it needs a teacher, and its builder."""
+    """A registered objective: whether it needs a teacher, and its builder."""
 
-  needs_teacher: bool
-  make: Callable[..., Objective]
+    needs_teacher: bool
+    make: Callable[..., Objective]
 
 
 METHODS: Mapping[str, Method] = {
@@ -131,15 +131,15 @@ METHODS: Mapping[str, Method] = {
 
 
 def names() -> list[str]:
-  return sorted(METHODS)
+    return sorted(METHODS)
 
 
 def get(name: str) -> Method:
-  if name not in METHODS:
-    raise ValueError(f"config.method.name={name!r} is unknown; valid methods: {names()}")
-  return METHODS[name]
+    if name not in METHODS:
+        raise ValueError(f"config.method.name={name!r} is unknown; valid methods: {names()}")
+    return METHODS[name]
 
 
 def build(method_config) -> Objective:
-  """The objective of `method_config` (the `config.method` block)."""
-  return get(method_config.name).make(method_config)
+    """The objective of `method_config` (the `config.method` block)."""
+    return get(method_config.name).make(method_config)

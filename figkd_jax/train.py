@@ -14,6 +14,7 @@ the student's checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -34,40 +35,40 @@ from flax.metrics import tensorboard
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import checkpoints, data, losses, methods, models
+from figkd_jax import checkpoints, data, diagnostics, losses, methods, models
 
 DATA_AXIS = "data"
 
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a resumed run needs, besides the config and the data position.
+    """Everything a resumed run needs, besides the config and the data position.
 
-  `step` also fixes the data position: batch k of the run is a pure function
-  of (seed, k), so no data-loader or RNG state needs saving.
-  """
+    `step` also fixes the data position: batch k of the run is a pure function
+    of (seed, k), so no data-loader or RNG state needs saving.
+    """
 
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  # Consecutive steps whose loss or gradients were not finite (not applied).
-  nonfinite_steps: jax.Array
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    # Consecutive steps whose loss or gradients were not finite (not applied).
+    nonfinite_steps: jax.Array
 
-  @property
-  def variables(self):
-    return {"params": self.params, "batch_stats": self.batch_stats}
+    @property
+    def variables(self):
+        return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 @dataclasses.dataclass(frozen=True)
 class Teacher:
-  model: nn.Module
-  variables: Any
-  name: str
+    model: nn.Module
+    variables: Any
+    name: str
 
 
 class ConfigError(ValueError):
-  """A config that cannot run; raised before anything is written."""
+    """A config that cannot run; raised before anything is written."""
 
 
 # --------------------------------------------------------------------------
@@ -75,23 +76,26 @@ class ConfigError(ValueError):
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  """Base rate times `lr_decay_rate` for each of `lr_decay_epochs` already passed.
+    """Base rate times `lr_decay_rate` for each of `lr_decay_epochs` already passed.
 
-  The reference decays at the start of epoch ``e + 1`` (counted from 1) for
-  each ``e`` in ``lr_decay_epochs``; per step that is step ``e * steps_per_epoch``.
-  """
-  return optax.piecewise_constant_schedule(
-      config.optim.learning_rate,
-      {int(e) * steps_per_epoch: config.optim.lr_decay_rate for e in config.optim.lr_decay_epochs},
-  )
+    The reference decays at the start of epoch ``e + 1`` (counted from 1) for
+    each ``e`` in ``lr_decay_epochs``; per step that is step ``e * steps_per_epoch``.
+    """
+    return optax.piecewise_constant_schedule(
+        config.optim.learning_rate,
+        {
+            int(e) * steps_per_epoch: config.optim.lr_decay_rate
+            for e in config.optim.lr_decay_epochs
+        },
+    )
 
 
 def make_optimizer(config, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """PyTorch SGD: g + wd * p, then momentum (buffer starts at the first gradient)."""
-  return optax.chain(
-      optax.add_decayed_weights(config.optim.weight_decay),
-      optax.sgd(schedule, momentum=config.optim.momentum),
-  )
+    """PyTorch SGD: g + wd * p, then momentum (buffer starts at the first gradient)."""
+    return optax.chain(
+        optax.add_decayed_weights(config.optim.weight_decay),
+        optax.sgd(schedule, momentum=config.optim.momentum),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -109,51 +113,63 @@ def train_step(
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
     steps_per_epoch: int,
+    band_diagnostics: Callable[..., dict[str, jax.Array]] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on a global batch; a non-finite step is counted, not applied."""
-  images, labels = batch["image"], batch["label"]
-  epoch = state.step // steps_per_epoch + 1
-  teacher_logits = None
-  if teacher is not None:
-    teacher_logits = jax.lax.stop_gradient(teacher.apply(teacher_variables, images, train=False))
+    """One SGD step on a global batch; a non-finite step is counted, not applied.
 
-  def loss_fn(params):
-    logits, updates = student.apply(
-        {"params": params, "batch_stats": state.batch_stats},
-        images,
-        train=True,
-        mutable=["batch_stats"],
+    With a teacher, `band_diagnostics(student_logits, teacher_logits)` (if
+    given) adds the Haar band energies and per-band KLs to the metrics.
+    """
+    images, labels = batch["image"], batch["label"]
+    epoch = state.step // steps_per_epoch + 1
+    teacher_logits = None
+    if teacher is not None:
+        teacher_logits = jax.lax.stop_gradient(
+            teacher.apply(teacher_variables, images, train=False)
+        )
+
+    def loss_fn(params):
+        logits, updates = student.apply(
+            {"params": params, "batch_stats": state.batch_stats},
+            images,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        terms = {
+            k: v.mean() for k, v in objective(logits, teacher_logits, labels, epoch=epoch).items()
+        }
+        return sum(terms.values()), (terms, logits, updates["batch_stats"])
+
+    (loss, (terms, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
     )
-    terms = {k: v.mean() for k, v in objective(logits, teacher_logits, labels, epoch=epoch).items()}
-    return sum(terms.values()), (terms, logits, updates["batch_stats"])
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
 
-  (loss, (terms, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params
-  )
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-
-  finite = jnp.isfinite(loss) & jnp.all(
-      jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
-  )
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-  new_state = TrainState(
-      step=state.step + 1,
-      params=keep(params, state.params),
-      batch_stats=keep(batch_stats, state.batch_stats),
-      opt_state=keep(opt_state, state.opt_state),
-      nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1),
-  )
-  metrics = {
-      "loss": loss,
-      **{f"loss_{k}": v for k, v in terms.items()},
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-      "learning_rate": schedule(state.step),
-      "nonfinite": 1 - finite.astype(jnp.int32),
-  }
-  if teacher is not None:
-    metrics["agreement"] = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(teacher_logits, -1))
-  return new_state, metrics
+    finite = jnp.isfinite(loss) & jnp.all(
+        jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    )
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep(params, state.params),
+        batch_stats=keep(batch_stats, state.batch_stats),
+        opt_state=keep(opt_state, state.opt_state),
+        nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1),
+    )
+    metrics = {
+        "loss": loss,
+        **{f"loss_{k}": v for k, v in terms.items()},
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+        "learning_rate": schedule(state.step),
+        "nonfinite": 1 - finite.astype(jnp.int32),
+    }
+    if teacher is not None:
+        metrics["agreement"] = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(teacher_logits, -1))
+        if band_diagnostics is not None:
+            bands = band_diagnostics(jax.lax.stop_gradient(logits), teacher_logits)
+            metrics.update({f"bands/{k}": v for k, v in bands.items()})
+    return new_state, metrics
 
 
 def eval_step(
@@ -164,24 +180,26 @@ def eval_step(
     model: nn.Module,
     teacher: nn.Module | None,
 ) -> dict[str, jax.Array]:
-  """Sums over the unmasked examples of a padded eval batch."""
-  mask = batch["mask"]
-  labels = batch["label"]
-  logits = model.apply(variables, batch["image"], train=False)
-  topk = jnp.argsort(logits, axis=-1)[:, ::-1][:, : min(5, logits.shape[-1])]
-  hits = topk == labels[:, None]
-  sums = {
-      "count": jnp.sum(mask),
-      "top1": jnp.sum(mask & hits[:, 0]),
-      "top5": jnp.sum(mask & jnp.any(hits, axis=-1)),
-  }
-  if teacher is not None:
-    teacher_logits = teacher.apply(teacher_variables, batch["image"], train=False)
-    sums["agreement"] = jnp.sum(mask & (jnp.argmax(logits, -1) == jnp.argmax(teacher_logits, -1)))
-    sums["teacher_kl"] = jnp.sum(
-        losses.kd_loss(logits, teacher_logits, temperature=1.0, where=mask)
-    )
-  return sums
+    """Sums over the unmasked examples of a padded eval batch."""
+    mask = batch["mask"]
+    labels = batch["label"]
+    logits = model.apply(variables, batch["image"], train=False)
+    topk = jnp.argsort(logits, axis=-1)[:, ::-1][:, : min(5, logits.shape[-1])]
+    hits = topk == labels[:, None]
+    sums = {
+        "count": jnp.sum(mask),
+        "top1": jnp.sum(mask & hits[:, 0]),
+        "top5": jnp.sum(mask & jnp.any(hits, axis=-1)),
+    }
+    if teacher is not None:
+        teacher_logits = teacher.apply(teacher_variables, batch["image"], train=False)
+        sums["agreement"] = jnp.sum(
+            mask & (jnp.argmax(logits, -1) == jnp.argmax(teacher_logits, -1))
+        )
+        sums["teacher_kl"] = jnp.sum(
+            losses.kd_loss(logits, teacher_logits, temperature=1.0, where=mask)
+        )
+    return sums
 
 
 # --------------------------------------------------------------------------
@@ -190,153 +208,163 @@ def eval_step(
 
 @dataclasses.dataclass
 class Run:
-  """What the loop needs, built from a validated config before any write."""
+    """What the loop needs, built from a validated config before any write."""
 
-  config: ml_collections.ConfigDict
-  info: data.DatasetInfo
-  mesh: Mesh
-  student: nn.Module
-  objective: methods.Objective
-  steps_per_epoch: int
-  total_steps: int
-  schedule: optax.Schedule
-  tx: optax.GradientTransformation
+    config: ml_collections.ConfigDict
+    info: data.DatasetInfo
+    mesh: Mesh
+    student: nn.Module
+    objective: methods.Objective
+    steps_per_epoch: int
+    total_steps: int
+    schedule: optax.Schedule
+    tx: optax.GradientTransformation
 
-  @property
-  def replicated(self):
-    return NamedSharding(self.mesh, P())
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
 
-  @property
-  def batch_sharded(self):
-    return NamedSharding(self.mesh, P(DATA_AXIS))
+    @property
+    def batch_sharded(self):
+        return NamedSharding(self.mesh, P(DATA_AXIS))
 
 
-def validate(config) -> Run:
-  """Checks everything checkable without data or checkpoints; builds the Run."""
-  info = data.get_info(config.dataset.name)
-  method = methods.get(config.method.name)
-  if config.model not in models.names():
-    raise ConfigError(f"config.model={config.model!r} is unknown; valid models: {models.names()}")
-  if method.needs_teacher:
-    if not config.teacher.model:
-      raise ConfigError(
-          f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
-          "and config.teacher.workdir (or config.teacher.checkpoint)"
-      )
-    if config.teacher.model not in models.names():
-      raise ConfigError(
-          f"config.teacher.model={config.teacher.model!r} is unknown; "
-          f"valid models: {models.names()}"
-      )
-    if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
-      raise ConfigError(
-          "set exactly one of config.teacher.workdir (a teacher run) and "
-          "config.teacher.checkpoint (a converted or exported checkpoint)"
-      )
-    if config.teacher.which not in ("last", "best"):
-      raise ConfigError(f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'")
-  if config.dtype not in ("float32", "bfloat16"):
-    raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
-  if config.method.temperature <= 0:
-    raise ConfigError(f"config.method.temperature={config.method.temperature} must be > 0")
-  num_devices = jax.device_count()
-  for field in ("batch_size", "eval_batch_size"):
-    size = config[field]
-    if size <= 0 or size % num_devices:
-      raise ConfigError(
-          f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
-      )
-  if config.num_epochs <= 0:
-    raise ConfigError(f"config.num_epochs={config.num_epochs} must be >= 1")
-  objective = methods.build(config.method)
-  # Tracing the objective once on dummy logits runs every argument check of
-  # the losses (temperature, wavelet level against the class count, ...).
-  dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
-  try:
-    jax.eval_shape(
-        lambda s, t: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1), dummy, dummy
+def validate(config, info: data.DatasetInfo | None = None) -> Run:
+    """Checks everything checkable without reading data or checkpoints; builds the Run.
+
+    `info` gives the prepared split sizes (data.prepared_info); by default the
+    registry's sizes of the default splits.
+    """
+    info = info or data.get_info(config.dataset.name)
+    method = methods.get(config.method.name)
+    if config.model not in models.names():
+        raise ConfigError(
+            f"config.model={config.model!r} is unknown; valid models: {models.names()}"
+        )
+    if method.needs_teacher:
+        if not config.teacher.model:
+            raise ConfigError(
+                f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
+                "and config.teacher.workdir (or config.teacher.checkpoint)"
+            )
+        if config.teacher.model not in models.names():
+            raise ConfigError(
+                f"config.teacher.model={config.teacher.model!r} is unknown; "
+                f"valid models: {models.names()}"
+            )
+        if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
+            raise ConfigError(
+                "set exactly one of config.teacher.workdir (a teacher run) and "
+                "config.teacher.checkpoint (a converted or exported checkpoint)"
+            )
+        if config.teacher.which not in ("last", "best"):
+            raise ConfigError(
+                f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
+            )
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
+    if config.method.temperature <= 0:
+        raise ConfigError(f"config.method.temperature={config.method.temperature} must be > 0")
+    num_devices = jax.device_count()
+    for field in ("batch_size", "eval_batch_size"):
+        size = config[field]
+        if size <= 0 or size % num_devices:
+            raise ConfigError(
+                f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
+            )
+    if config.num_epochs <= 0:
+        raise ConfigError(f"config.num_epochs={config.num_epochs} must be >= 1")
+    objective = methods.build(config.method)
+    # Tracing the objective once on dummy logits runs every argument check of
+    # the losses (temperature, wavelet level against the class count, ...).
+    dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
+    try:
+        jax.eval_shape(lambda s, t: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1), dummy, dummy)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.method: {e}") from None
+    steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    return Run(
+        config=config,
+        info=info,
+        mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
+        student=models.create(config.model, num_classes=info.num_classes, dtype=_dtype(config)),
+        objective=objective,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * config.num_epochs,
+        schedule=schedule,
+        tx=make_optimizer(config, schedule),
     )
-  except (ValueError, TypeError) as e:
-    raise ConfigError(f"config.method: {e}") from None
-  steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
-  schedule = learning_rate_schedule(config, steps_per_epoch)
-  return Run(
-      config=config,
-      info=info,
-      mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
-      student=models.create(config.model, num_classes=info.num_classes, dtype=_dtype(config)),
-      objective=objective,
-      steps_per_epoch=steps_per_epoch,
-      total_steps=steps_per_epoch * config.num_epochs,
-      schedule=schedule,
-      tx=make_optimizer(config, schedule),
-  )
 
 
 def _dtype(config):
-  return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
 
 
 def load_teacher(run: Run) -> Teacher | None:
-  """The frozen teacher of `run`, replicated over the mesh; None for "ce"."""
-  config = run.config
-  if not methods.get(config.method.name).needs_teacher:
-    return None
-  if config.teacher.workdir:
-    directory = os.path.join(config.teacher.workdir, "checkpoints")
-    what = f"teacher run {config.teacher.workdir}"
-  else:
-    directory = config.teacher.checkpoint
-    what = f"teacher checkpoint {directory}"
-  try:
-    step, meta = checkpoints.read_meta(directory)
-  except FileNotFoundError:
-    raise ConfigError(
-        f"{what} has no checkpoint: train the teacher first, or fix config.teacher"
-    ) from None
-  if config.teacher.which == "best" and "best_step" in meta:
-    step, meta = checkpoints.read_meta(directory, meta["best_step"])
-  if meta.get("model") != config.teacher.model:
-    raise ConfigError(
-        f"{what} holds a {meta.get('model')!r}, but config.teacher.model={config.teacher.model!r}"
+    """The frozen teacher of `run`, replicated over the mesh; None for "ce"."""
+    config = run.config
+    if not methods.get(config.method.name).needs_teacher:
+        return None
+    if config.teacher.workdir:
+        directory = os.path.join(config.teacher.workdir, "checkpoints")
+        what = f"teacher run {config.teacher.workdir}"
+    else:
+        directory = config.teacher.checkpoint
+        what = f"teacher checkpoint {directory}"
+    try:
+        step, meta = checkpoints.read_meta(directory)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{what} has no checkpoint: train the teacher first, or fix config.teacher"
+        ) from None
+    if config.teacher.which == "best" and "best_step" in meta:
+        step, meta = checkpoints.read_meta(directory, meta["best_step"])
+    if meta.get("model") != config.teacher.model:
+        raise ConfigError(
+            f"{what} holds a {meta.get('model')!r}, "
+            f"but config.teacher.model={config.teacher.model!r}"
+        )
+    if meta.get("num_classes") != run.info.num_classes:
+        raise ConfigError(
+            f"{what} has {meta.get('num_classes')} classes, but dataset {run.info.name!r} has "
+            f"{run.info.num_classes}"
+        )
+    model = models.create(
+        config.teacher.model, num_classes=run.info.num_classes, dtype=_dtype(config)
     )
-  if meta.get("num_classes") != run.info.num_classes:
-    raise ConfigError(
-        f"{what} has {meta.get('num_classes')} classes, but dataset {run.info.name!r} has "
-        f"{run.info.num_classes}"
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), _dummy_images(run.info), train=False)
     )
-  model = models.create(
-      config.teacher.model, num_classes=run.info.num_classes, dtype=_dtype(config)
-  )
-  shapes = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), _dummy_images(run.info), train=False)
-  )
-  try:
-    variables = checkpoints.restore_variables(
-        directory, step, checkpoints.abstract(shapes, run.replicated)
-    )
-  except Exception as e:  # orbax raises several types for tree mismatches.
-    raise ConfigError(f"{what} could not be restored as a {config.teacher.model}: {e}") from None
-  return Teacher(model=model, variables=variables, name=config.teacher.model)
+    try:
+        variables = checkpoints.restore_variables(
+            directory, step, checkpoints.abstract(shapes, run.replicated)
+        )
+    except Exception as e:  # orbax raises several types for tree mismatches.
+        raise ConfigError(
+            f"{what} could not be restored as a {config.teacher.model}: {e}"
+        ) from None
+    return Teacher(model=model, variables=variables, name=config.teacher.model)
 
 
 def _dummy_images(info: data.DatasetInfo, batch: int = 1):
-  return jnp.zeros((batch, *info.image_shape), jnp.float32)
+    return jnp.zeros((batch, *info.image_shape), jnp.float32)
 
 
 def initial_state(run: Run) -> TrainState:
-  """The deterministic initial state of `run` (a pure function of config.seed)."""
-  variables = run.student.init(
-      jax.random.key(run.config.seed), _dummy_images(run.info), train=False
-  )
-  params = variables["params"]
-  return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      batch_stats=variables.get("batch_stats", {}),
-      opt_state=run.tx.init(params),
-      nonfinite_steps=jnp.zeros((), jnp.int32),
-  )
+    """The deterministic initial state of `run` (a pure function of config.seed)."""
+    # RBG rather than threefry: XLA compiles the initialisers of a deep model
+    # several times faster with it (tens of seconds saved per run on CPU).
+    key = jax.random.key(run.config.seed, impl="rbg")
+    variables = run.student.init(key, _dummy_images(run.info), train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=run.tx.init(params),
+        nonfinite_steps=jnp.zeros((), jnp.int32),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -344,43 +372,45 @@ def initial_state(run: Run) -> TrainState:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (and evaluates every epoch) the run of `config` in `workdir`.
+    """Trains (and evaluates every epoch) the run of `config` in `workdir`.
 
-  Returns the contents of ``<workdir>/results.json``. A config with a sweep
-  runs each of its runs in a sub-directory instead (figkd_jax.sweep).
-  """
-  if config.sweep.methods or config.sweep.seeds or config.sweep.train_teacher:
-    from figkd_jax import sweep
+    Returns the contents of ``<workdir>/results.json``. A config with a sweep
+    runs each of its runs in a sub-directory instead (figkd_jax.sweep).
+    """
+    if config.sweep.methods or config.sweep.seeds or config.sweep.train_teacher:
+        from figkd_jax import sweep
 
-    return sweep.run(config, workdir)
+        return sweep.run(config, workdir)
 
-  run = validate(config)
-  data.check_prepared(config.dataset)
-  teacher = load_teacher(run)
-  _claim_workdir(config, workdir)
-  return _train(run, teacher, workdir)
+    validate(config)
+    data.check_prepared(config.dataset)
+    run = validate(config, data.prepared_info(config.dataset))
+    teacher = load_teacher(run)
+    _claim_workdir(config, workdir)
+    return _train(run, teacher, workdir)
 
 
 def _claim_workdir(config, workdir: str) -> None:
-  """Records the config in workdir; refuses a workdir of a different run."""
-  path = os.path.join(workdir, "config.json")
-  resolved = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    changed = sorted(
-        k for k in set(previous) | set(resolved)
-        if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k)
-    )
-    if changed:
-      raise ConfigError(
-          f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
-          "differ): use a new --workdir, or restore the original config"
-      )
-    return
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    _write_json(path, resolved)
+    """Records the config in workdir; refuses a workdir of a different run."""
+    path = os.path.join(workdir, "config.json")
+    resolved = config_to_dict(config)
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        changed = sorted(
+            k
+            for k in set(previous) | set(resolved)
+            if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k)
+        )
+        if changed:
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
+                "differ): use a new --workdir, or restore the original config"
+            )
+        return
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        _write_json(path, resolved)
 
 
 # Fields that may change between a run and its resumption.
@@ -388,305 +418,339 @@ RESUMABLE_CHANGES = ("max_steps", "log_every_steps", "dataset.data_dir", "datase
 
 
 def config_to_dict(config) -> dict[str, Any]:
-  """The config as a flat {dotted key: JSON value} dict."""
-  flat = {}
+    """The config as a flat {dotted key: JSON value} dict."""
+    flat = {}
 
-  def visit(prefix, node):
-    for key, value in node.items():
-      name = f"{prefix}{key}"
-      if isinstance(value, ml_collections.ConfigDict):
-        visit(f"{name}.", value)
-      else:
-        flat[name] = list(value) if isinstance(value, tuple) else value
+    def visit(prefix, node):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, ml_collections.ConfigDict):
+                visit(f"{name}.", value)
+            else:
+                flat[name] = list(value) if isinstance(value, tuple) else value
 
-  visit("", config)
-  return flat
+    visit("", config)
+    return flat
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Atomic JSON write: a reader (or a kill) never sees half a file."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+    """Atomic JSON write: a reader (or a kill) never sees half a file."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
 
 
 def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
-  config = run.config
-  is_writer = jax.process_index() == 0
-  teacher_vars = teacher.variables if teacher else None
-  teacher_model = teacher.model if teacher else None
+    config = run.config
+    is_writer = jax.process_index() == 0
+    teacher_vars = teacher.variables if teacher else None
+    teacher_model = teacher.model if teacher else None
 
-  mngr = checkpoints.manager(
-      os.path.join(workdir, "checkpoints"), keep_last=config.checkpoints_to_keep
-  )
-  state = jax.jit(lambda: initial_state(run), out_shardings=run.replicated)()
-  meta = {"history": [], "best_step": None}
-  if mngr.latest_step() is not None:
-    state, meta = _restore(mngr, state, run)
-    logging.info("Resumed from step %d of %s", int(state.step), workdir)
-  start_step = int(state.step)
+    mngr = checkpoints.manager(
+        os.path.join(workdir, "checkpoints"), keep_last=config.checkpoints_to_keep
+    )
+    state = jax.jit(lambda: initial_state(run), out_shardings=run.replicated)()
+    meta = {"history": [], "best_step": None}
+    if mngr.latest_step() is not None:
+        state, meta = _restore(mngr, state, run)
+        logging.info("Resumed from step %d of %s", int(state.step), workdir)
+    start_step = int(state.step)
 
-  p_train = jax.jit(
-      lambda s, b, t: train_step(
-          s,
-          b,
-          t,
-          student=run.student,
-          teacher=teacher_model,
-          objective=run.objective,
-          tx=run.tx,
-          schedule=run.schedule,
-          steps_per_epoch=run.steps_per_epoch,
-      ),
-      in_shardings=(run.replicated, run.batch_sharded, run.replicated),
-      out_shardings=(run.replicated, run.replicated),
-      donate_argnums=(0,),
-  )
-  p_eval = jax.jit(
-      lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
-      static_argnums=(3, 4),
-      in_shardings=(run.replicated, run.batch_sharded, run.replicated),
-      out_shardings=run.replicated,
-  )
-  evaluate = lambda variables, model, teacher: _evaluate(
-      run, lambda b: p_eval(variables, b, teacher_vars, model, teacher)
-  )
-
-  writer = tensorboard.SummaryWriter(workdir) if is_writer else None
-  if teacher is not None and "teacher" not in meta:
-    meta["teacher"] = evaluate(teacher_vars, teacher_model, None)
-    logging.info(
-        "Teacher %s: top-1 %.2f%%, top-5 %.2f%%",
-        teacher.name,
-        100 * meta["teacher"]["top1"],
-        100 * meta["teacher"]["top5"],
+    p_train = jax.jit(
+        lambda s, b, t: train_step(
+            s,
+            b,
+            t,
+            student=run.student,
+            teacher=teacher_model,
+            objective=run.objective,
+            tx=run.tx,
+            schedule=run.schedule,
+            steps_per_epoch=run.steps_per_epoch,
+            band_diagnostics=_band_diagnostics(config),
+        ),
+        in_shardings=(run.replicated, run.batch_sharded, run.replicated),
+        out_shardings=(run.replicated, run.replicated),
+        donate_argnums=(0,),
+    )
+    p_eval = jax.jit(
+        lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
+        static_argnums=(3, 4),
+        in_shardings=(run.replicated, run.batch_sharded, run.replicated),
+        out_shardings=run.replicated,
+    )
+    evaluate = lambda variables, model, teacher: _evaluate(
+        run, lambda b: p_eval(variables, b, teacher_vars, model, teacher)
     )
 
-  stream = data.train_stream(
-      config.dataset,
-      global_batch_size=config.batch_size,
-      seed=config.seed,
-      start_step=start_step,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      num_devices=jax.device_count(),
-      dtype=config.dtype,
-  )
-  stop_step = run.total_steps
-  if config.max_steps is not None:
-    stop_step = min(stop_step, config.max_steps)
-
-  timer = _Throughput(config.batch_size)
-  pending: list[dict[str, jax.Array]] = []
-  step = start_step
-  # Wall time accumulates over resumptions.
-  t_start = time.time() - meta.get("wall_time", 0.0)
-  while step < stop_step:
-    batch = _to_global(next(stream), run.batch_sharded)
-    state, metrics = p_train(state, batch, teacher_vars)
-    pending.append(metrics)
-    step += 1
-    timer.tick()
-    if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
-      _log_train(writer, step, pending, timer, run)
-      pending = []
-      nonfinite = int(state.nonfinite_steps)
-      if nonfinite >= config.max_consecutive_nonfinite_steps:
-        raise FloatingPointError(
-            f"{nonfinite} consecutive steps with non-finite loss or gradients at step {step} "
-            f"(none applied); last good checkpoint: step {mngr.latest_step()} in {workdir}. "
-            "Lower config.optim.learning_rate or check the data."
+    writer = tensorboard.SummaryWriter(workdir) if is_writer else None
+    if teacher is not None and "teacher" not in meta:
+        meta["teacher"] = evaluate(teacher_vars, teacher_model, None)
+        logging.info(
+            "Teacher %s: top-1 %.2f%%, top-5 %.2f%%",
+            teacher.name,
+            100 * meta["teacher"]["top1"],
+            100 * meta["teacher"]["top5"],
         )
-    if step % run.steps_per_epoch == 0:
-      epoch = step // run.steps_per_epoch
-      record = {"epoch": epoch, "step": step, **evaluate(state.variables, run.student, teacher_model)}
-      meta["history"].append(record)
-      best = max(meta["history"], key=lambda r: r["top1"])
-      if best is record:
-        meta["best_step"] = step
-      meta["wall_time"] = time.time() - t_start
-      _log_eval(writer, record, run)
-      _save(mngr, state, meta, run, metrics={"top1": record["top1"]})
-      if is_writer:
-        _write_json(os.path.join(workdir, "results.json"), _results(run, meta))
-      timer.pause()
-  if step > start_step and step % run.steps_per_epoch:
-    # Stopped inside an epoch (max_steps): keep the position resumable.
-    meta["wall_time"] = time.time() - t_start
-    _save(mngr, state, meta, run, metrics=None)
-  if writer is not None:
-    writer.flush()
-  mngr.close()
-  return _results(run, meta)
+
+    stream = data.train_stream(
+        config.dataset,
+        global_batch_size=config.batch_size,
+        seed=config.seed,
+        start_step=start_step,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_devices=jax.device_count(),
+        dtype=config.dtype,
+    )
+    stop_step = run.total_steps
+    if config.max_steps is not None:
+        stop_step = min(stop_step, config.max_steps)
+
+    timer = _Throughput(config.batch_size)
+    pending: list[dict[str, jax.Array]] = []
+    step = start_step
+    # Wall time accumulates over resumptions.
+    t_start = time.time() - meta.get("wall_time", 0.0)
+    while step < stop_step:
+        batch = _to_global(next(stream), run.batch_sharded)
+        state, metrics = p_train(state, batch, teacher_vars)
+        pending.append(metrics)
+        step += 1
+        timer.tick()
+        if step == start_step + 1:
+            # Leave compilation out of the throughput.
+            jax.block_until_ready(metrics)
+            timer.pause()
+        if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
+            _log_train(writer, step, pending, timer, run)
+            pending = []
+            nonfinite = int(state.nonfinite_steps)
+            if nonfinite >= config.max_consecutive_nonfinite_steps:
+                raise FloatingPointError(
+                    f"{nonfinite} consecutive steps with non-finite loss or gradients at step "
+                    f"{step} (none applied); last good checkpoint: step {mngr.latest_step()} "
+                    f"in {workdir}. "
+                    "Lower config.optim.learning_rate or check the data."
+                )
+        if step % run.steps_per_epoch == 0:
+            epoch = step // run.steps_per_epoch
+            record = {
+                "epoch": epoch,
+                "step": step,
+                **evaluate(state.variables, run.student, teacher_model),
+            }
+            meta["history"].append(record)
+            best = max(meta["history"], key=lambda r: r["top1"])
+            if best is record:
+                meta["best_step"] = step
+            meta["wall_time"] = time.time() - t_start
+            _log_eval(writer, record, run)
+            _save(mngr, state, meta, run, metrics={"top1": record["top1"]})
+            if is_writer:
+                _write_json(os.path.join(workdir, "results.json"), _results(run, meta))
+            timer.pause()
+    if step > start_step and step % run.steps_per_epoch:
+        # Stopped inside an epoch (max_steps): keep the position resumable.
+        meta["wall_time"] = time.time() - t_start
+        _save(mngr, state, meta, run, metrics=None)
+    if writer is not None:
+        writer.flush()
+    mngr.close()
+    return _results(run, meta)
+
+
+def _band_diagnostics(config) -> Callable[..., dict[str, jax.Array]]:
+    """Band diagnostics at the run's FiGKD level and mode (level 1 for other methods)."""
+    figkd = config.method.name == "figkd"
+    return functools.partial(
+        diagnostics.band_diagnostics,
+        level=config.method.figkd.level if figkd else 1,
+        mode=config.method.figkd.mode if figkd else "symmetric",
+        temperature=config.method.temperature,
+    )
 
 
 def _to_global(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
-  return {
-      k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-      for k, v in local_batch.items()
-  }
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+        for k, v in local_batch.items()
+    }
 
 
 def _evaluate(run: Run, step_fn: Callable[[dict], dict]) -> dict[str, float]:
-  """Means over the whole eval split of the sums `step_fn` returns per batch."""
-  totals = None
-  for local in data.eval_stream(
-      run.config.dataset,
-      global_batch_size=run.config.eval_batch_size,
-      process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      dtype=run.config.dtype,
-  ):
-    sums = step_fn(_to_global(local, run.batch_sharded))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals.pop("count"))
-  return {k: float(v) / count for k, v in totals.items()}
+    """Means over the whole eval split of the sums `step_fn` returns per batch."""
+    totals = None
+    for local in data.eval_stream(
+        run.config.dataset,
+        global_batch_size=run.config.eval_batch_size,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        dtype=run.config.dtype,
+    ):
+        sums = step_fn(_to_global(local, run.batch_sharded))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = float(totals.pop("count"))
+    return {k: float(v) / count for k, v in totals.items()}
 
 
 def _save(mngr, state: TrainState, meta: dict, run: Run, metrics):
-  step = int(state.step)
-  meta = {
-      **meta,
-      "model": run.config.model,
-      "num_classes": run.info.num_classes,
-      "dataset": run.info.name,
-      "step": step,
-  }
-  checkpoints.save(
-      mngr,
-      step,
-      variables=state.variables,
-      optimizer={"opt_state": state.opt_state, "nonfinite_steps": state.nonfinite_steps},
-      meta=meta,
-      metrics=metrics,
-  )
+    step = int(state.step)
+    meta = {
+        **meta,
+        "model": run.config.model,
+        "num_classes": run.info.num_classes,
+        "dataset": run.info.name,
+        "step": step,
+    }
+    checkpoints.save(
+        mngr,
+        step,
+        variables=state.variables,
+        optimizer={"opt_state": state.opt_state, "nonfinite_steps": state.nonfinite_steps},
+        meta=meta,
+        metrics=metrics,
+    )
 
 
 def _restore(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict]:
-  import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp
 
-  step = mngr.latest_step()
-  abstract = lambda tree: checkpoints.abstract(tree, run.replicated)
-  restored = mngr.restore(
-      step,
-      args=ocp.args.Composite(
-          **{
-              checkpoints.VARIABLES: ocp.args.StandardRestore(abstract(template.variables)),
-              checkpoints.OPTIMIZER: ocp.args.StandardRestore(
-                  abstract(
-                      {"opt_state": template.opt_state, "nonfinite_steps": template.nonfinite_steps}
-                  )
-              ),
-              checkpoints.META: ocp.args.JsonRestore(),
-          }
-      ),
-  )
-  variables, optimizer = restored[checkpoints.VARIABLES], restored[checkpoints.OPTIMIZER]
-  state = TrainState(
-      step=jax.device_put(jnp.asarray(step, jnp.int32), run.replicated),
-      params=variables["params"],
-      batch_stats=variables["batch_stats"],
-      opt_state=optimizer["opt_state"],
-      nonfinite_steps=optimizer["nonfinite_steps"],
-  )
-  return state, dict(restored[checkpoints.META])
+    step = mngr.latest_step()
+    abstract = lambda tree: checkpoints.abstract(tree, run.replicated)
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            **{
+                checkpoints.VARIABLES: ocp.args.StandardRestore(abstract(template.variables)),
+                checkpoints.OPTIMIZER: ocp.args.StandardRestore(
+                    abstract(
+                        {
+                            "opt_state": template.opt_state,
+                            "nonfinite_steps": template.nonfinite_steps,
+                        }
+                    )
+                ),
+                checkpoints.META: ocp.args.JsonRestore(),
+            }
+        ),
+    )
+    variables, optimizer = restored[checkpoints.VARIABLES], restored[checkpoints.OPTIMIZER]
+    state = TrainState(
+        step=jax.device_put(jnp.asarray(step, jnp.int32), run.replicated),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=optimizer["opt_state"],
+        nonfinite_steps=optimizer["nonfinite_steps"],
+    )
+    return state, dict(restored[checkpoints.META])
 
 
 class _Throughput:
-  """Images/s over the training steps since the last report (eval excluded)."""
+    """Images/s over the training steps since the last report (eval excluded)."""
 
-  def __init__(self, batch_size: int):
-    self.batch_size = batch_size
-    self.pause()
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self.pause()
 
-  def pause(self):
-    self.t0, self.steps = time.time(), 0
+    def pause(self):
+        self.t0, self.steps = time.time(), 0
 
-  def tick(self):
-    self.steps += 1
+    def tick(self):
+        self.steps += 1
 
-  def rate(self) -> float:
-    rate = self.steps * self.batch_size / max(time.time() - self.t0, 1e-9)
-    self.pause()
-    return rate
+    def rate(self) -> float:
+        rate = self.steps * self.batch_size / max(time.time() - self.t0, 1e-9)
+        self.pause()
+        return rate
 
 
 def _log_train(writer, step: int, pending: list, timer: _Throughput, run: Run) -> None:
-  means = {k: float(v) for k, v in jax.device_get(jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)), *pending)).items()}
-  rate = timer.rate()
-  means["images_per_second"] = rate
-  remaining = (run.total_steps - step) * run.config.batch_size / max(rate, 1e-9)
-  epoch = step / run.steps_per_epoch
-  terms = " ".join(f"{k}={v:.4f}" for k, v in means.items() if k.startswith("loss"))
-  logging.info(
-      "epoch %.2f step %d/%d %s lr=%.4g acc=%.3f %.0f img/s ETA %s",
-      epoch,
-      step,
-      run.total_steps,
-      terms,
-      means["learning_rate"],
-      means["accuracy"],
-      rate,
-      time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?",
-  )
-  if writer is not None:
-    for k, v in means.items():
-      writer.scalar(f"train/{k}", v, step)
+    means = {
+        k: float(v)
+        for k, v in jax.device_get(
+            jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)), *pending)
+        ).items()
+    }
+    rate = timer.rate()
+    means["images_per_second"] = rate
+    remaining = (run.total_steps - step) * run.config.batch_size / max(rate, 1e-9)
+    epoch = step / run.steps_per_epoch
+    terms = " ".join(f"{k}={v:.4f}" for k, v in means.items() if k.startswith("loss"))
+    logging.info(
+        "epoch %.2f step %d/%d %s lr=%.4g acc=%.3f %.0f img/s ETA %s",
+        epoch,
+        step,
+        run.total_steps,
+        terms,
+        means["learning_rate"],
+        means["accuracy"],
+        rate,
+        time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?",
+    )
+    if writer is not None:
+        for k, v in means.items():
+            writer.scalar(f"train/{k}", v, step)
 
 
 def _log_eval(writer, record: dict, run: Run) -> None:
-  logging.info(
-      "epoch %d: test top-1 %.2f%% top-5 %.2f%%%s",
-      record["epoch"],
-      100 * record["top1"],
-      100 * record["top5"],
-      f" agreement {100 * record['agreement']:.2f}%" if "agreement" in record else "",
-  )
-  if writer is not None:
-    for k, v in record.items():
-      if k not in ("epoch", "step"):
-        writer.scalar(f"eval/{k}", v, record["step"])
-    writer.flush()
+    logging.info(
+        "epoch %d: test top-1 %.2f%% top-5 %.2f%%%s",
+        record["epoch"],
+        100 * record["top1"],
+        100 * record["top5"],
+        f" agreement {100 * record['agreement']:.2f}%" if "agreement" in record else "",
+    )
+    if writer is not None:
+        for k, v in record.items():
+            if k not in ("epoch", "step"):
+                writer.scalar(f"eval/{k}", v, record["step"])
+        writer.flush()
 
 
 def _results(run: Run, meta: dict) -> dict:
-  history = meta["history"]
-  best = max(history, key=lambda r: r["top1"]) if history else None
-  last = history[-1] if history else None
-  return {
-      "dataset": run.info.name,
-      "model": run.config.model,
-      "teacher": run.config.teacher.model if methods.get(run.config.method.name).needs_teacher else None,
-      "method": run.config.method.name,
-      "standardize": bool(run.config.method.standardize),
-      "seed": run.config.seed,
-      "num_epochs": run.config.num_epochs,
-      "epochs_done": last["epoch"] if last else 0,
-      "best_top1": best["top1"] if best else None,
-      "best_epoch": best["epoch"] if best else None,
-      "last_top1": last["top1"] if last else None,
-      "last_epoch": last["epoch"] if last else None,
-      "teacher_eval": meta.get("teacher"),
-      "history": history,
-      "config": config_to_dict(run.config),
-      "git_commit": _git_commit(),
-      "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__},
-      "devices": {"kind": jax.devices()[0].device_kind, "count": jax.device_count(), "processes": jax.process_count()},
-      "wall_time": meta.get("wall_time", 0.0),
-  }
+    history = meta["history"]
+    best = max(history, key=lambda r: r["top1"]) if history else None
+    last = history[-1] if history else None
+    return {
+        "dataset": run.info.name,
+        "model": run.config.model,
+        "teacher": run.config.teacher.model
+        if methods.get(run.config.method.name).needs_teacher
+        else None,
+        "method": run.config.method.name,
+        "standardize": bool(run.config.method.standardize),
+        "seed": run.config.seed,
+        "num_epochs": run.config.num_epochs,
+        "epochs_done": last["epoch"] if last else 0,
+        "best_top1": best["top1"] if best else None,
+        "best_epoch": best["epoch"] if best else None,
+        "last_top1": last["top1"] if last else None,
+        "last_epoch": last["epoch"] if last else None,
+        "teacher_eval": meta.get("teacher"),
+        "history": history,
+        "config": config_to_dict(run.config),
+        "git_commit": _git_commit(),
+        "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__},
+        "devices": {
+            "kind": jax.devices()[0].device_kind,
+            "count": jax.device_count(),
+            "processes": jax.process_count(),
+        },
+        "wall_time": meta.get("wall_time", 0.0),
+    }
 
 
 def _git_commit() -> str | None:
-  try:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"],
-        cwd=os.path.dirname(os.path.abspath(__file__)),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return None
-
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None

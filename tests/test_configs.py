@@ -11,41 +11,45 @@ from figkd_jax import models, train
 
 
 def _load(module, arg):
-  return importlib.import_module(f"configs.{module}").get_config(arg)
+    return importlib.import_module(f"configs.{module}").get_config(arg)
 
 
 def _trace_one_step(config):
-  run = train.validate(config)
-  batch = {
-      "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
-      "label": jax.ShapeDtypeStruct((2,), jnp.int32),
-  }
-  teacher, teacher_vars = None, None
-  if config.teacher.model:
-    teacher = models.create(config.teacher.model, num_classes=run.info.num_classes)
-    teacher_vars = jax.eval_shape(
-        lambda: teacher.init(jax.random.key(0), jnp.zeros((1, *run.info.image_shape)), train=False)
+    if config.teacher.model:
+        config.teacher.workdir = "teacher-run"  # validate() only checks that it is set
+    run = train.validate(config)
+    batch = {
+        "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
+        "label": jax.ShapeDtypeStruct((2,), jnp.int32),
+    }
+    teacher, teacher_vars = None, None
+    if config.teacher.model:
+        teacher = models.create(config.teacher.model, num_classes=run.info.num_classes)
+        teacher_vars = jax.eval_shape(
+            lambda: teacher.init(
+                jax.random.key(0), jnp.zeros((1, *run.info.image_shape)), train=False
+            )
+        )
+    state = jax.eval_shape(lambda: train.initial_state(run))
+    new_state, metrics = jax.eval_shape(
+        lambda s, b, t: train.train_step(
+            s,
+            b,
+            t,
+            student=run.student,
+            teacher=teacher,
+            objective=run.objective,
+            tx=run.tx,
+            schedule=run.schedule,
+            steps_per_epoch=run.steps_per_epoch,
+        ),
+        state,
+        batch,
+        teacher_vars,
     )
-  state = jax.eval_shape(lambda: train.initial_state(run))
-  new_state, metrics = jax.eval_shape(
-      lambda s, b, t: train.train_step(
-          s,
-          b,
-          t,
-          student=run.student,
-          teacher=teacher,
-          objective=run.objective,
-          tx=run.tx,
-          schedule=run.schedule,
-          steps_per_epoch=run.steps_per_epoch,
-      ),
-      state,
-      batch,
-      teacher_vars,
-  )
-  assert metrics["loss"].shape == ()
-  assert jax.tree.structure(new_state) == jax.tree.structure(state)
-  return metrics
+    assert metrics["loss"].shape == ()
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    return metrics
 
 
 CIFAR_CASES = [
@@ -62,8 +66,8 @@ FINEGRAINED_CASES = [
 
 @pytest.mark.parametrize(("module", "arg"), CIFAR_CASES + FINEGRAINED_CASES)
 def test_every_pair_traces_a_distillation_step(module, arg):
-  metrics = _trace_one_step(_load(module, arg))
-  assert {"loss_ce", "accuracy", "agreement"} <= set(metrics)
+    metrics = _trace_one_step(_load(module, arg))
+    assert {"loss_ce", "accuracy", "agreement"} <= set(metrics)
 
 
 TEACHERS = sorted({t for t, _ in benchmarks.CIFAR_PAIRS})
@@ -71,35 +75,35 @@ TEACHERS = sorted({t for t, _ in benchmarks.CIFAR_PAIRS})
 
 @pytest.mark.parametrize("teacher", TEACHERS)
 def test_every_teacher_config_traces_a_ce_step(teacher):
-  config = _load("cifar100", f"student={teacher}")
-  assert config.method.name == "ce" and config.teacher.model is None
-  _trace_one_step(config)
+    config = _load("cifar100", f"student={teacher}")
+    assert config.method.name == "ce" and config.teacher.model is None
+    _trace_one_step(config)
 
 
 @pytest.mark.parametrize("method", ["ce", "kd", "dkd", "figkd"])
 def test_every_method_traces(method):
-  arg = "teacher=resnet56,student=resnet20" if method != "ce" else "student=resnet20"
-  config = _load("cifar100", f"{arg},method={method}")
-  config.method.standardize = True
-  _trace_one_step(config)
+    arg = "teacher=resnet56,student=resnet20" if method != "ce" else "student=resnet20"
+    config = _load("cifar100", f"{arg},method={method}")
+    config.method.standardize = True
+    _trace_one_step(config)
 
 
 def test_reference_hyperparameters_per_pair():
-  config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv2,method=dkd")
-  assert config.optim.learning_rate == 0.01 and config.method.dkd.beta == 8.0
-  config = _load("cifar100", "teacher=vgg13,student=vgg8,method=dkd")
-  assert config.optim.learning_rate == 0.05 and config.method.dkd.beta == 6.0
-  config = _load("cifar100", "teacher=resnet110,student=resnet32,method=kd")
-  assert config.method.dkd.beta == 2.0
-  assert (config.method.kd.ce_weight, config.method.kd.kd_weight) == (0.1, 0.9)
-  assert config.num_epochs == 240 and config.batch_size == 64
-  assert tuple(config.optim.lr_decay_epochs) == (150, 180, 210)
+    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv2,method=dkd")
+    assert config.optim.learning_rate == 0.01 and config.method.dkd.beta == 8.0
+    config = _load("cifar100", "teacher=vgg13,student=vgg8,method=dkd")
+    assert config.optim.learning_rate == 0.05 and config.method.dkd.beta == 6.0
+    config = _load("cifar100", "teacher=resnet110,student=resnet32,method=kd")
+    assert config.method.dkd.beta == 2.0
+    assert (config.method.kd.ce_weight, config.method.kd.kd_weight) == (0.1, 0.9)
+    assert config.num_epochs == 240 and config.batch_size == 64
+    assert tuple(config.optim.lr_decay_epochs) == (150, 180, 210)
 
 
 def test_unknown_pair_and_arguments_are_clear_errors():
-  with pytest.raises(ValueError, match="not a cifar100 benchmark pair"):
-    _load("cifar100", "teacher=resnet8,student=resnet110,method=kd")
-  with pytest.raises(ValueError, match="unknown config argument"):
-    _load("cifar100", "student=resnet8,lr=3")
-  with pytest.raises(ValueError, match="dataset=None is not valid"):
-    _load("finegrained", "student=resnet18_imagenet")
+    with pytest.raises(ValueError, match="not a cifar100 benchmark pair"):
+        _load("cifar100", "teacher=resnet8,student=resnet110,method=kd")
+    with pytest.raises(ValueError, match="unknown config argument"):
+        _load("cifar100", "student=resnet8,lr=3")
+    with pytest.raises(ValueError, match="dataset=None is not valid"):
+        _load("finegrained", "student=resnet18_imagenet")

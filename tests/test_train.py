@@ -19,126 +19,126 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def teacher_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("teacher"))
-  train.train_and_evaluate(digits_config(model="resnet8", num_epochs=2), workdir)
-  return workdir
+    workdir = str(tmp_path_factory.mktemp("teacher"))
+    train.train_and_evaluate(digits_config(model="resnet8", num_epochs=2), workdir)
+    return workdir
 
 
 def test_teacher_run_writes_results_checkpoints_and_events(teacher_workdir):
-  with open(os.path.join(teacher_workdir, "results.json")) as f:
-    results = json.load(f)
-  assert results["method"] == "ce" and results["teacher"] is None
-  assert [r["epoch"] for r in results["history"]] == [1, 2]
-  assert results["last_epoch"] == 2 and results["best_epoch"] in (1, 2)
-  assert results["best_top1"] >= results["last_top1"] > 0.3
-  assert results["devices"]["count"] == jax.device_count()
-  assert results["config"]["model"] == "resnet8"
-  step, meta = checkpoints.read_meta(os.path.join(teacher_workdir, "checkpoints"))
-  assert step == 2 * (1400 // 64) and meta["model"] == "resnet8" and meta["num_classes"] == 10
-  assert any(f.startswith("events.out.tfevents") for f in os.listdir(teacher_workdir))
+    with open(os.path.join(teacher_workdir, "results.json")) as f:
+        results = json.load(f)
+    assert results["method"] == "ce" and results["teacher"] is None
+    assert [r["epoch"] for r in results["history"]] == [1, 2]
+    assert results["last_epoch"] == 2 and results["best_epoch"] in (1, 2)
+    assert results["best_top1"] >= results["last_top1"] > 0.3
+    assert results["devices"]["count"] == jax.device_count()
+    assert results["config"]["model"] == "resnet8"
+    step, meta = checkpoints.read_meta(os.path.join(teacher_workdir, "checkpoints"))
+    assert step == 2 * (1400 // 64) and meta["model"] == "resnet8" and meta["num_classes"] == 10
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(teacher_workdir))
 
 
 def test_student_distils_from_the_teacher_run(teacher_workdir, tmp_path):
-  config = digits_config(num_epochs=1)
-  config.method.name = "figkd"
-  config.teacher.model = "resnet8"
-  config.teacher.workdir = teacher_workdir
-  results = train.train_and_evaluate(config, str(tmp_path))
-  teacher_eval = results["teacher_eval"]
-  with open(os.path.join(teacher_workdir, "results.json")) as f:
-    teacher_results = json.load(f)
-  # The teacher evaluated at start is the teacher run's last epoch.
-  assert teacher_eval["top1"] == pytest.approx(teacher_results["last_top1"])
-  record = results["history"][0]
-  assert {"agreement", "teacher_kl", "top5"} <= set(record)
-  # The student's checkpoint holds the student only.
-  _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))
-  assert meta["model"] == "resnet8"
+    config = digits_config(num_epochs=1)
+    config.method.name = "figkd"
+    config.teacher.model = "resnet8"
+    config.teacher.workdir = teacher_workdir
+    results = train.train_and_evaluate(config, str(tmp_path))
+    teacher_eval = results["teacher_eval"]
+    with open(os.path.join(teacher_workdir, "results.json")) as f:
+        teacher_results = json.load(f)
+    # The teacher evaluated at start is the teacher run's last epoch.
+    assert teacher_eval["top1"] == pytest.approx(teacher_results["last_top1"])
+    record = results["history"][0]
+    assert {"agreement", "teacher_kl", "top5"} <= set(record)
+    # The student's checkpoint holds the student only.
+    _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))
+    assert meta["model"] == "resnet8"
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-  config = digits_config(num_epochs=2)
-  full = train.train_and_evaluate(config, str(tmp_path / "full"))
-  partial_config = digits_config(num_epochs=2, max_steps=30)
-  train.train_and_evaluate(partial_config, str(tmp_path / "resumed"))
-  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert resumed["history"] == full["history"]
-  _assert_same_variables(tmp_path / "full", tmp_path / "resumed", config, rtol=0)
+    config = digits_config(num_epochs=2)
+    full = train.train_and_evaluate(config, str(tmp_path / "full"))
+    partial_config = digits_config(num_epochs=2, max_steps=30)
+    train.train_and_evaluate(partial_config, str(tmp_path / "resumed"))
+    resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+    assert resumed["history"] == full["history"]
+    _assert_same_variables(tmp_path / "full", tmp_path / "resumed", config, rtol=0)
 
 
 def _variables(workdir, config):
-  run = train.validate(config)
-  directory = os.path.join(workdir, "checkpoints")
-  step, _ = checkpoints.read_meta(directory)
-  shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
-  return checkpoints.restore_variables(directory, step, checkpoints.abstract(shapes))
+    run = train.validate(config)
+    directory = os.path.join(workdir, "checkpoints")
+    step, _ = checkpoints.read_meta(directory)
+    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    return checkpoints.restore_variables(directory, step, checkpoints.abstract(shapes))
 
 
 def _assert_same_variables(a, b, config, rtol):
-  va, vb = _variables(str(a), config), _variables(str(b), config)
-  for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb), strict=True):
-    if rtol == 0:
-      np.testing.assert_array_equal(x, y)
-    else:
-      np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
+    va, vb = _variables(str(a), config), _variables(str(b), config)
+    for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb), strict=True):
+        if rtol == 0:
+            np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
 
 
 def _worker(workdir, out, devices, *extra, background=False):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  cmd = [sys.executable, os.path.join(ROOT, "tests", "train_worker.py"), workdir, out, *extra]
-  if background:
-    return subprocess.Popen(cmd, env=env, cwd=ROOT)
-  subprocess.run(cmd, env=env, cwd=ROOT, check=True)
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    cmd = [sys.executable, os.path.join(ROOT, "tests", "train_worker.py"), workdir, out, *extra]
+    if background:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT)
+    subprocess.run(cmd, env=env, cwd=ROOT, check=True)
 
 
 def _load(path):
-  with np.load(path) as f:
-    return {k: f[k] for k in f.files}
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 def _assert_close(a, b, rtol=1e-5):
-  assert a.keys() == b.keys()
-  for key in a:
-    if key in ("devices",):
-      continue
-    np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=1e-6, err_msg=key)
+    assert a.keys() == b.keys()
+    for key in a:
+        if key in ("devices",):
+            continue
+        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.slow
 def test_four_devices_compute_what_one_device_computes(tmp_path):
-  _worker(str(tmp_path / "one"), str(tmp_path / "one.npz"), 1, "--max_steps", "12")
-  _worker(str(tmp_path / "four"), str(tmp_path / "four.npz"), 4, "--max_steps", "12")
-  one, four = _load(tmp_path / "one.npz"), _load(tmp_path / "four.npz")
-  assert (int(one["devices"]), int(four["devices"])) == (1, 4)
-  _assert_close(one, four)
+    _worker(str(tmp_path / "one"), str(tmp_path / "one.npz"), 1, "--max_steps", "12")
+    _worker(str(tmp_path / "four"), str(tmp_path / "four.npz"), 4, "--max_steps", "12")
+    one, four = _load(tmp_path / "one.npz"), _load(tmp_path / "four.npz")
+    assert (int(one["devices"]), int(four["devices"])) == (1, 4)
+    _assert_close(one, four)
 
 
 @pytest.mark.slow
 def test_two_processes_compute_what_one_process_computes(tmp_path):
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  workdir = str(tmp_path / "multi")
-  procs = [
-      _worker(
-          workdir,
-          str(tmp_path / f"multi{i}.npz"),
-          2,
-          "--max_steps",
-          "12",
-          "--coordinator",
-          f"127.0.0.1:{port}",
-          "--num_processes",
-          "2",
-          "--process_id",
-          str(i),
-          background=True,
-      )
-      for i in range(2)
-  ]
-  assert [p.wait(timeout=600) for p in procs] == [0, 0]
-  _worker(str(tmp_path / "single"), str(tmp_path / "single.npz"), 4, "--max_steps", "12")
-  multi, single = _load(tmp_path / "multi0.npz"), _load(tmp_path / "single.npz")
-  assert int(multi["devices"]) == 4
-  assert not os.path.exists(tmp_path / "multi1.npz")  # only process 0 writes
-  _assert_close(multi, single)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = str(tmp_path / "multi")
+    procs = [
+        _worker(
+            workdir,
+            str(tmp_path / f"multi{i}.npz"),
+            2,
+            "--max_steps",
+            "12",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num_processes",
+            "2",
+            "--process_id",
+            str(i),
+            background=True,
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    _worker(str(tmp_path / "single"), str(tmp_path / "single.npz"), 4, "--max_steps", "12")
+    multi, single = _load(tmp_path / "multi0.npz"), _load(tmp_path / "single.npz")
+    assert int(multi["devices"]) == 4
+    assert not os.path.exists(tmp_path / "multi1.npz")  # only process 0 writes
+    _assert_close(multi, single)

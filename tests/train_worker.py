@@ -16,58 +16,60 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def digits_config(**overrides):
-  from configs import default
+    from configs import default
 
-  config = default.get_config()
-  config.model = "resnet8"
-  config.num_epochs = 2
-  config.batch_size = 64
-  config.eval_batch_size = 128
-  config.log_every_steps = 5
-  config.optim.lr_decay_epochs = (1,)
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+    config = default.get_config()
+    config.model = "resnet8"
+    config.num_epochs = 2
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.log_every_steps = 5
+    config.optim.lr_decay_epochs = (1,)
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return config
 
 
 def main():
-  parser = argparse.ArgumentParser()
-  parser.add_argument("workdir")
-  parser.add_argument("out")
-  parser.add_argument("--max_steps", type=int, default=None)
-  parser.add_argument("--coordinator", default=None)
-  parser.add_argument("--num_processes", type=int, default=1)
-  parser.add_argument("--process_id", type=int, default=0)
-  args = parser.parse_args()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("workdir")
+    parser.add_argument("out")
+    parser.add_argument("--max_steps", type=int, default=None)
+    parser.add_argument("--coordinator", default=None)
+    parser.add_argument("--num_processes", type=int, default=1)
+    parser.add_argument("--process_id", type=int, default=0)
+    args = parser.parse_args()
 
-  import jax
-  import numpy as np
+    import jax
+    import numpy as np
 
-  if args.coordinator:
-    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-  from figkd_jax import train
+    if args.coordinator:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    from figkd_jax import train
 
-  config = digits_config(max_steps=args.max_steps)
-  train.train_and_evaluate(config, args.workdir)
-  run = train.validate(config)
-  from figkd_jax import checkpoints
+    config = digits_config(max_steps=args.max_steps)
+    train.train_and_evaluate(config, args.workdir)
+    run = train.validate(config)
+    from figkd_jax import checkpoints
 
-  step, _ = checkpoints.read_meta(os.path.join(args.workdir, "checkpoints"))
-  shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
-  variables = checkpoints.restore_variables(
-      os.path.join(args.workdir, "checkpoints"), step, checkpoints.abstract(shapes, run.replicated)
-  )
-  if jax.process_index() == 0:
-    flat = {
-        jax.tree_util.keystr(path): np.asarray(leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]
-    }
-    np.savez(args.out, step=step, devices=jax.device_count(), **flat)
+    step, _ = checkpoints.read_meta(os.path.join(args.workdir, "checkpoints"))
+    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    variables = checkpoints.restore_variables(
+        os.path.join(args.workdir, "checkpoints"),
+        step,
+        checkpoints.abstract(shapes, run.replicated),
+    )
+    if jax.process_index() == 0:
+        flat = {
+            jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]
+        }
+        np.savez(args.out, step=step, devices=jax.device_count(), **flat)
 
 
 if __name__ == "__main__":
-  main()
+    main()

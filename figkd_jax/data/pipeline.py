@@ -1,0 +1,310 @@
+"""Deterministic, index-based train and eval streams.
+
+A split lives in host memory, so an epoch is just an order of indices and a table of random
+draws, both pure functions of (seed, epoch):
+
+- order of epoch e: ``stateless_shuffle(range(N), seed=fold_in([seed, 1], e))``;
+- draws of epoch e: ``stateless_uniform([N, K], seed=fold_in([seed, 2], e))``, whose row i
+  is all the randomness of example i's augmentation in epoch e
+
+(TF stateless ops, Philox, int64 seeds). The augmentation of an example thus depends only on
+(seed, epoch, example index), whatever the batch size, process count or start step. Step t
+of the stream is batch t % S of epoch t // S, with S = N // global_batch_size steps per epoch:
+the first S * global_batch_size indices of the epoch's order, cut into consecutive global
+batches; the remainder is dropped, and since the order changes every epoch, different
+examples are dropped each epoch (like PyTorch's ``drop_last=True`` with ``shuffle=True``).
+Starting at step k therefore reads no skipped data, and a resumed stream equals the tail of
+an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
+batch B, so the global batch does not depend on the number of processes.
+
+Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
+split), the others one example at a time (decode, crop, resize); both run in tf.data maps
+with ``deterministic=True``, followed by prefetching.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import ml_dtypes
+import numpy as np
+import tensorflow as tf
+
+from figkd_jax.data import augment
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
+from figkd_jax.data.sources import Split, load_split, resolve
+
+_SHUFFLE_STREAM = 1
+_AUGMENT_STREAM = 2
+_RNG_ALG = "philox"  # fixed, rather than TF's per-device "auto_select"
+_INT64_MAX = np.iinfo(np.int64).max
+_DTYPES = {"float32": (tf.float32, np.float32), "bfloat16": (tf.bfloat16, ml_dtypes.bfloat16)}
+
+# A full TensorFlow must leave the accelerators to JAX. RuntimeError: TF was initialised
+# before this import, so it is too late to decide.
+with contextlib.suppress(RuntimeError):
+    tf.config.set_visible_devices([], "GPU")
+
+
+def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
+    """Full global batches per epoch, ``num_train // global_batch_size``.
+
+    The remainder is dropped each epoch; the order is reshuffled every epoch, so different
+    examples are dropped each time (PyTorch's ``drop_last=True`` with shuffling).
+    """
+    if not 0 < global_batch_size <= num_train:
+        raise ValueError(
+            f"global_batch_size must be in [1, {num_train}] (the train split size), "
+            f"got {global_batch_size}"
+        )
+    return num_train // global_batch_size
+
+
+def _epoch_seed(seed: int, stream: int, epoch: tf.Tensor) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(
+        tf.constant([seed, stream], tf.int64), epoch, alg=_RNG_ALG
+    )
+
+
+def epoch_order(seed: int, epoch: tf.Tensor, num_examples: int) -> tf.Tensor:
+    """The permutation int64 [num_examples] of epoch ``epoch`` (an int64 scalar)."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64),
+        _epoch_seed(seed, _SHUFFLE_STREAM, epoch),
+        alg=_RNG_ALG,
+    )
+
+
+def epoch_draws(seed: int, epoch: tf.Tensor, num_examples: int, num_draws: int) -> tf.Tensor:
+    """Uniform [0, 1) float32 [num_examples, num_draws]; row i drives example i's augmentation."""
+    return tf.random.stateless_uniform(
+        [num_examples, num_draws], _epoch_seed(seed, _AUGMENT_STREAM, epoch), alg=_RNG_ALG
+    )
+
+
+def _check_sharding(global_batch_size, process_index, process_count, num_devices=None) -> int:
+    """Validate the batch layout and return the per-process batch size."""
+    if process_count < 1:
+        raise ValueError(f"process_count must be >= 1, got {process_count}")
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must be in [0, {process_count - 1}], got {process_index}")
+    if global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}")
+    if global_batch_size % process_count:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by the {process_count} "
+            f"processes; use a multiple of {process_count}"
+        )
+    if num_devices is not None and global_batch_size % num_devices:
+        raise ValueError(
+            f"global batch size {global_batch_size} is not divisible by the {num_devices} "
+            f"devices; use a multiple of {num_devices}"
+        )
+    return global_batch_size // process_count
+
+
+def _output_dtype(dtype: str):
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype][0]
+
+
+def _flip_if(image: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
+    return tf.where(flip, tf.reverse(image, axis=[1]), image)
+
+
+class TrainStream(Iterator[dict]):
+    """Infinite iterator of train batches {"image": [b, H, W, C], "label": int32 [b]}.
+
+    Attributes:
+      num_examples: size of the train split as loaded.
+      steps_per_epoch: global batches per epoch.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, num_examples: int, steps: int):
+        self.num_examples = num_examples
+        self.steps_per_epoch = steps
+        self._iterator = dataset.as_numpy_iterator()
+
+    def __next__(self) -> dict:
+        return next(self._iterator)
+
+
+def train_stream(
+    data_config,
+    *,
+    global_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    num_devices: int | None = None,
+    dtype: str = "float32",
+) -> TrainStream:
+    """Augmented train batches of this process, from global step ``start_step`` on, forever.
+
+    Yields {"image": [global_batch_size // process_count, H, W, C] float32 (ml_dtypes bfloat16
+    when dtype="bfloat16"), normalised; "label": int32 [same]}. See the module docstring for
+    the order and the randomness; ``data_config`` is described in ``figkd_jax.data.sources``.
+    """
+    local_batch = _check_sharding(global_batch_size, process_index, process_count, num_devices)
+    out_dtype = _output_dtype(dtype)
+    if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= _INT64_MAX:
+        raise ValueError(f"seed must be an int in [0, 2**63 - 1], got {seed!r}")
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    config = resolve(data_config)
+    info = get_info(config.name)
+    split = load_split(config, config.train_split)
+    num_examples = len(split.labels)
+    steps = steps_per_epoch(num_examples, global_batch_size)
+    start_epoch, start_offset = divmod(start_step, steps)
+    first_position = process_index * local_batch
+    seed = int(seed)
+    num_draws = (
+        augment.PAD_CROP_FLIP_DRAWS
+        if isinstance(info.augment, PadCropFlip)
+        else augment.RESIZED_CROP_FLIP_DRAWS
+    )
+
+    def epoch_elements(epoch):
+        order = epoch_order(seed, epoch, num_examples)[: steps * global_batch_size]
+        batches = tf.reshape(order, [steps, global_batch_size])
+        mine = batches[:, first_position : first_position + local_batch]
+        first_step = tf.where(epoch == start_epoch, start_offset, 0)
+        indices = tf.reshape(mine[first_step:], [-1])
+        draws = tf.gather(epoch_draws(seed, epoch, num_examples, num_draws), indices)
+        return tf.data.Dataset.from_tensor_slices({"index": indices, "draws": draws})
+
+    elements = tf.data.Dataset.counter(start_epoch, dtype=tf.int64).flat_map(epoch_elements)
+    if info.fixed_resolution:
+        batches = elements.batch(local_batch, drop_remainder=True).map(
+            _pad_crop_flip_batch_fn(split, info, out_dtype),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        batches = elements.map(
+            _resized_crop_example_fn(split, info, out_dtype),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        ).batch(local_batch, drop_remainder=True)
+    return TrainStream(batches.prefetch(tf.data.AUTOTUNE), num_examples, steps)
+
+
+def _pad_crop_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    spec = info.augment
+
+    def augment_batch(elements):
+        rows, cols, flips = augment.sample_pad_crop_flip(elements["draws"], spec.pad, spec.flip)
+        batch = augment.pad_crop_flip(
+            tf.gather(images, elements["index"]), rows, cols, flips, spec.pad
+        )
+        return {
+            "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
+            "label": tf.gather(labels, elements["index"]),
+        }
+
+    return augment_batch
+
+
+def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    spec = info.augment
+
+    def augment_example(element):
+        image = augment.decode_image(tf.gather(images, element["index"]))
+        shape = tf.shape(image)
+        box = augment.sample_resized_crop(
+            element["draws"], shape[0], shape[1], spec.scale, spec.ratio
+        )
+        image = augment.resized_crop(image, *box, spec.crop_size)
+        image = _flip_if(image, tf.logical_and(element["draws"][-1] < 0.5, spec.flip))
+        return {
+            "image": tf.cast(augment.normalize(image, info.mean, info.std), out_dtype),
+            "label": tf.gather(labels, element["index"]),
+        }
+
+    return augment_example
+
+
+class EvalStream:
+    """Re-iterable eval batches: each pass yields every example of the split exactly once.
+
+    Batches have the fixed shape [global_batch_size // process_count, ...] so a jitted eval
+    step never recompiles: the last global batch is padded, and "mask" (bool) is False on
+    padding, whose "image" is 0 and "label" 0. Examples come in split order; global batch j
+    holds positions [j * B, (j + 1) * B), of which process p takes its slice as in training.
+
+    Attributes:
+      num_examples: size of the eval split.
+    """
+
+    def __init__(self, data_config, global_batch_size, process_index, process_count, dtype):
+        self._local_batch = _check_sharding(global_batch_size, process_index, process_count)
+        self._out_dtype = _output_dtype(dtype)
+        config = resolve(data_config)
+        self._info = get_info(config.name)
+        split = load_split(config, config.eval_split)
+        self._images, self._labels = tf.constant(split.images), tf.constant(split.labels)
+        self.num_examples = len(split.labels)
+        self._global_batch = global_batch_size
+        self._first_position = process_index * self._local_batch
+
+    def __len__(self) -> int:
+        """Batches per pass."""
+        return -(-self.num_examples // self._global_batch)
+
+    def __iter__(self) -> Iterator[dict]:
+        positions = tf.reshape(tf.range(len(self) * self._global_batch), [len(self), -1])
+        positions = tf.reshape(
+            positions[:, self._first_position : self._first_position + self._local_batch], [-1]
+        )
+        elements = tf.data.Dataset.from_tensor_slices(
+            {
+                "index": tf.minimum(positions, self.num_examples - 1),
+                "mask": positions < self.num_examples,
+            }
+        )
+        if self._info.fixed_resolution:
+            batches = elements.batch(self._local_batch).map(
+                self._normalize_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        else:
+            batches = elements.map(
+                self._resize_crop_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            ).batch(self._local_batch)
+        return batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+    def _normalize_batch(self, elements):
+        images = tf.gather(self._images, elements["index"])
+        return self._finish(images, elements["index"], elements["mask"])
+
+    def _resize_crop_example(self, element):
+        spec = self._info.augment
+        image = augment.decode_image(tf.gather(self._images, element["index"]))
+        image = augment.resize_center_crop(image, spec.eval_resize, spec.crop_size)
+        image.set_shape([spec.crop_size, spec.crop_size, 3])
+        return self._finish(image, element["index"], element["mask"])
+
+    def _finish(self, image, index, mask):
+        """Normalise, then blank padding: image [(B,) H, W, C], index and mask [(B,)]."""
+        image = augment.normalize(image, self._info.mean, self._info.std)
+        valid = tf.reshape(mask, tf.concat([tf.shape(mask), [1, 1, 1]], axis=0))
+        return {
+            "image": tf.cast(tf.where(valid, image, 0.0), self._out_dtype),
+            "label": tf.where(mask, tf.gather(self._labels, index), 0),
+            "mask": mask,
+        }
+
+
+def eval_stream(
+    data_config,
+    *,
+    global_batch_size: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    dtype: str = "float32",
+) -> EvalStream:
+    """This process's share of the eval split, padded to fixed batches; see ``EvalStream``."""
+    return EvalStream(data_config, global_batch_size, process_index, process_count, dtype)

@@ -1,0 +1,44 @@
+"""Build a dataset's TFDS records: ``python -m figkd_jax.data.prepare --dataset=NAME``.
+
+TFDS catalogue datasets (cifar100, caltech_birds2011, stanford_dogs) are downloaded, which
+needs the internet; ours (tiny_imagenet, mit67, stanford40) read the archives named in
+``figkd_jax.data.registry.SOURCES`` from the manual dir. digits needs nothing. The ``tfds
+build`` command line does the same for the catalogue datasets where apache_beam is installed.
+"""
+
+import argparse
+
+import tensorflow_datasets as tfds
+
+from figkd_jax.data import sources
+from figkd_jax.data.registry import SOURCES, names
+
+
+def prepare(data_config) -> None:
+    """Download (catalogue datasets) or read the manual files (ours) and write the records."""
+    config = sources.resolve(data_config)
+    if SOURCES[config.name].kind == "embedded":
+        return
+    builder = tfds.builder(config.name, data_dir=config.data_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, choices=names())
+    parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS's)")
+    parser.add_argument(
+        "--manual_dir", default=None, help="manual downloads (default <data_dir>/downloads/manual)"
+    )
+    args = parser.parse_args(argv)
+    config = sources.default_data_config(args.dataset)
+    config.data_dir, config.manual_dir = args.data_dir, args.manual_dir
+    prepare(config)
+    sources.check_prepared(config)
+    print(f"{args.dataset} is prepared")
+
+
+if __name__ == "__main__":
+    main()
