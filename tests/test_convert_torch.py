@@ -325,3 +325,35 @@ def test_refuses_a_non_state_dict(tmp_path):
     torch.save({"epoch": 3, "optimizer": {"lr": torch.tensor(0.1)}}, path)
     with pytest.raises(ValueError, match="neither a state dict nor"):
         convert_torch.load_torch_state_dict(str(path))
+
+
+def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_path, capsys):
+    from figkd_jax import train
+    from tests.train_worker import digits_config
+
+    torch_model = _random_torch_model("resnet8", num_classes=100)
+    pth = _save(torch_model, tmp_path / "r8.pth", "model")
+    with pytest.raises(SystemExit):
+        convert_torch.main(
+            [pth, "--model", "resnet8", "--dataset", "digits", "--out", str(tmp_path / "x")]
+        )
+    assert "--dataset digits has 10 classes, but the checkpoint's classifier has 100" in (
+        capsys.readouterr().err
+    )
+    out = str(tmp_path / "teacher")
+    convert_torch.main([pth, "--model", "resnet8", "--dataset", "cifar100", "--out", out])
+
+    config = digits_config()
+    config.dataset.name = "cifar100"
+    config.method.name = "kd"
+    config.teacher.model = "resnet8"
+    config.teacher.checkpoint = out
+    teacher = train.load_teacher(train.validate(config))
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        teacher.model.apply(teacher.variables, images, train=False),
+        _torch_logits(torch_model, images),
+        rtol=0,
+        atol=1e-4,
+    )
+    assert checkpoints.read_meta(out)[1]["dataset"] == "cifar100"
