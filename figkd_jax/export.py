@@ -100,9 +100,6 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
         "source": os.path.abspath(workdir),
         "which": which,
     }
-    mngr = checkpoints.manager(out, best_metric=None)
-    checkpoints.save(mngr, step, variables=variables, meta=out_meta)
-    mngr.close()
 
     def logits(images: jax.Array) -> jax.Array:
         return model.apply(variables, images, train=False)
@@ -111,7 +108,11 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
     batch_of_images = jax.ShapeDtypeStruct(
         jax.export.symbolic_shape(f"b, {height}, {width}, {channels}"), jnp.float32
     )
+    # Lowered before anything is written, so a failure leaves no half-written directory.
     exported = jax.export.export(jax.jit(logits), platforms=PLATFORMS)(batch_of_images)
+    mngr = checkpoints.manager(out, best_metric=None)
+    checkpoints.save(mngr, step, variables=variables, meta=out_meta)
+    mngr.close()
     with open(os.path.join(out, INFERENCE_FILE), "wb") as f:
         f.write(exported.serialize())
 

@@ -112,6 +112,11 @@ def test_export_last_holds_the_student_alone_and_reproduces_its_logits(workdir, 
     assert description["mean"] == list(info.mean) and description["std"] == list(info.std)
     assert (description["step"], description["epoch"], description["top1"]) == (44, 2, TOP1[1])
 
+    with open(os.path.join(out, export.INFERENCE_FILE), "rb") as f:
+        exported = jax.export.deserialize(bytearray(f.read()))
+    assert exported.platforms == ("cpu", "cuda")
+    (image_aval,) = exported.in_avals
+    assert str(image_aval.shape[0]) == "b" and image_aval.shape[1:] == IMAGE_SHAPE
     inference = export.load_inference(out)
     rng = np.random.default_rng(0)
     for batch in (1, 5):
