@@ -7,7 +7,9 @@ runtime (addresses from the environment, or --coordinator_address,
 --num_processes and --process_id explicitly).
 """
 
+import logging as std_logging
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,15 +26,25 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_library_info(record) -> bool:
+    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint)."""
+    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.get_absl_handler().addFilter(_quiet_library_info)
     import jax
 
     # TensorFlow only feeds the input pipeline: keep it off the accelerators.
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")
+    # Reruns, resumptions and the runs of a sweep share many programs (the
+    # teacher's forward pass, evaluation): cache their compilation on disk.
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/figkd_jax/xla"))
     if _DISTRIBUTED.value or _COORDINATOR.value:
         jax.distributed.initialize(
             coordinator_address=_COORDINATOR.value,
@@ -53,6 +65,9 @@ def main(argv):
         # One actionable line, no traceback: the message says what to change.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except train.Preempted as e:
+        print(e, file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

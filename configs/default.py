@@ -105,6 +105,12 @@ def get_config() -> ml_collections.ConfigDict:
     # end). For smoke tests and timing; the run stays resumable.
     config.max_steps = ml_collections.FieldReference(None, field_type=int)
 
+    # What to do when --workdir already holds a run whose config differs
+    # (a run with the same config is always resumed): "refuse", "continue"
+    # (resume it under the new config) or "overwrite" (delete that run's
+    # checkpoints, events and results; other files are left alone).
+    config.on_changed_config = "refuse"
+
     # Several runs in one parent workdir (figkd_jax.sweep): one run per
     # (method, seed), each in <workdir>/<method>_seed<seed>. Empty tuples mean
     # a single run of config.method.name with config.seed directly in workdir.
@@ -114,5 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Train the teacher (config.teacher.model, method "ce") first, in
     # <workdir>/teacher, and distil from it.
     config.sweep.train_teacher = False
+    # The teacher's own epochs and decay epochs (None: the students' values).
+    config.sweep.teacher_num_epochs = ml_collections.FieldReference(None, field_type=int)
+    config.sweep.teacher_lr_decay_epochs = ml_collections.FieldReference(None, field_type=tuple)
 
     return config

@@ -27,6 +27,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     runs = []
     base = ml_collections.ConfigDict(config.to_dict())
     base.sweep.methods, base.sweep.seeds, base.sweep.train_teacher = (), (), False
+    base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
             raise train.ConfigError("config.sweep.train_teacher needs config.teacher.model")
@@ -36,6 +37,10 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
         teacher.teacher.model = None
         teacher.teacher.workdir = None
         teacher.teacher.checkpoint = None
+        if config.sweep.teacher_num_epochs is not None:
+            teacher.num_epochs = config.sweep.teacher_num_epochs
+        if config.sweep.teacher_lr_decay_epochs is not None:
+            teacher.optim.lr_decay_epochs = tuple(config.sweep.teacher_lr_decay_epochs)
         runs.append(("teacher", teacher))
     for method in config.sweep.methods or (config.method.name,):
         methods.get(method)

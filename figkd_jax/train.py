@@ -18,6 +18,8 @@ import functools
 import json
 import math
 import os
+import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from flax.metrics import tensorboard
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import checkpoints, data, diagnostics, losses, methods, models
+from figkd_jax import checkpoints, data, diagnostics, events, losses, methods, models
 
 DATA_AXIS = "data"
 
@@ -235,8 +237,14 @@ def validate(config, info: data.DatasetInfo | None = None) -> Run:
     `info` gives the prepared split sizes (data.prepared_info); by default the
     registry's sizes of the default splits.
     """
-    info = info or data.get_info(config.dataset.name)
-    method = methods.get(config.method.name)
+    try:
+        info = info or data.get_info(config.dataset.name)
+    except ValueError as e:
+        raise ConfigError(f"config.dataset.name: {e}") from None
+    try:
+        method = methods.get(config.method.name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if config.model not in models.names():
         raise ConfigError(
             f"config.model={config.model!r} is unknown; valid models: {models.names()}"
@@ -261,6 +269,11 @@ def validate(config, info: data.DatasetInfo | None = None) -> Run:
             raise ConfigError(
                 f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
             )
+    if config.on_changed_config not in ("refuse", "continue", "overwrite"):
+        raise ConfigError(
+            f"config.on_changed_config={config.on_changed_config!r}; "
+            "valid: 'refuse', 'continue', 'overwrite'"
+        )
     if config.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
     if config.method.temperature <= 0:
@@ -382,39 +395,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
         return sweep.run(config, workdir)
 
+    # Every check that can fail on a user's mistake runs before the workdir
+    # is touched: config, data, teacher, and the workdir's own config.
     validate(config)
     data.check_prepared(config.dataset)
     run = validate(config, data.prepared_info(config.dataset))
     teacher = load_teacher(run)
-    _claim_workdir(config, workdir)
+    changed = _changed_fields(config, workdir)
+    if changed and config.on_changed_config == "refuse":
+        raise ConfigError(
+            f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
+            "differ): use a new --workdir, restore the original config, or set "
+            "--config.on_changed_config=continue (resume with the new config) or "
+            "=overwrite (delete that run)"
+        )
+    if jax.process_index() == 0:
+        if changed and config.on_changed_config == "overwrite":
+            _delete_run(workdir)
+        os.makedirs(workdir, exist_ok=True)
+        _write_json(os.path.join(workdir, "config.json"), config_to_dict(config))
     return _train(run, teacher, workdir)
 
 
-def _claim_workdir(config, workdir: str) -> None:
-    """Records the config in workdir; refuses a workdir of a different run."""
+# Fields that may differ between a run and its resumption.
+RESUMABLE_CHANGES = (
+    "max_steps",
+    "log_every_steps",
+    "dataset.data_dir",
+    "dataset.manual_dir",
+    "on_changed_config",
+)
+
+
+def _changed_fields(config, workdir: str) -> list[str]:
+    """Config fields that differ from the run already in `workdir` (if any)."""
     path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        previous = json.load(f)
     resolved = config_to_dict(config)
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        changed = sorted(
-            k
-            for k in set(previous) | set(resolved)
-            if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k)
-        )
-        if changed:
-            raise ConfigError(
-                f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
-                "differ): use a new --workdir, or restore the original config"
-            )
-        return
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        _write_json(path, resolved)
+    return sorted(
+        k
+        for k in set(previous) | set(resolved)
+        if k not in RESUMABLE_CHANGES and previous.get(k) != resolved.get(k)
+    )
 
 
-# Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("max_steps", "log_every_steps", "dataset.data_dir", "dataset.manual_dir")
+def _delete_run(workdir: str) -> None:
+    """Removes what a run wrote in `workdir`, and nothing else."""
+    shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+    for name in ("config.json", "results.json", *events.files(workdir)):
+        path = os.path.join(workdir, name)
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def config_to_dict(config) -> dict[str, Any]:
@@ -456,6 +490,9 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
         state, meta = _restore(mngr, state, run)
         logging.info("Resumed from step %d of %s", int(state.step), workdir)
     start_step = int(state.step)
+    if is_writer:
+        # Drop what a killed predecessor logged after its last checkpoint.
+        events.truncate_events(workdir, start_step)
 
     p_train = jax.jit(
         lambda s, b, t: train_step(
@@ -513,52 +550,113 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
     step = start_step
     # Wall time accumulates over resumptions.
     t_start = time.time() - meta.get("wall_time", 0.0)
-    while step < stop_step:
-        batch = _to_global(next(stream), run.batch_sharded)
-        state, metrics = p_train(state, batch, teacher_vars)
-        pending.append(metrics)
-        step += 1
-        timer.tick()
-        if step == start_step + 1:
-            # Leave compilation out of the throughput.
-            jax.block_until_ready(metrics)
-            timer.pause()
-        if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
-            _log_train(writer, step, pending, timer, run)
-            pending = []
-            nonfinite = int(state.nonfinite_steps)
-            if nonfinite >= config.max_consecutive_nonfinite_steps:
-                raise FloatingPointError(
-                    f"{nonfinite} consecutive steps with non-finite loss or gradients at step "
-                    f"{step} (none applied); last good checkpoint: step {mngr.latest_step()} "
-                    f"in {workdir}. "
-                    "Lower config.optim.learning_rate or check the data."
+    results_path = os.path.join(workdir, "results.json")
+    with _PreemptionWatcher(mngr) as preemption:
+        while step < stop_step:
+            batch = _to_global(next(stream), run.batch_sharded)
+            state, metrics = p_train(state, batch, teacher_vars)
+            pending.append(metrics)
+            step += 1
+            timer.tick()
+            if step == start_step + 1:
+                # Leave compilation out of the throughput.
+                jax.block_until_ready(metrics)
+                timer.pause()
+            if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
+                _log_train(writer, step, pending, timer, run)
+                pending = []
+                _check_nonfinite(state, config, step, mngr, workdir)
+            if step % run.steps_per_epoch == 0:
+                record = {
+                    "epoch": step // run.steps_per_epoch,
+                    "step": step,
+                    **evaluate(state.variables, run.student, teacher_model),
+                }
+                meta["history"].append(record)
+                if record is max(meta["history"], key=lambda r: r["top1"]):
+                    meta["best_step"] = step
+                meta["wall_time"] = time.time() - t_start
+                # Logged before the checkpoint: a kill in between leaves a
+                # duplicate (removed on resumption), never a gap.
+                _log_eval(writer, record, run)
+                _save(mngr, state, meta, run, metrics={"top1": record["top1"]})
+                if is_writer:
+                    _write_json(results_path, _results(run, meta))
+                timer.pause()
+            elif step == stop_step or preemption.reached(step):
+                # Stopped inside an epoch: keep the position resumable.
+                meta["wall_time"] = time.time() - t_start
+                _save(mngr, state, meta, run, metrics=None)
+            if preemption.reached(step):
+                if writer is not None:
+                    writer.flush()
+                mngr.close()
+                raise Preempted(
+                    f"preempted: checkpoint of step {step} saved in {workdir}; "
+                    "rerun the same command to resume"
                 )
-        if step % run.steps_per_epoch == 0:
-            epoch = step // run.steps_per_epoch
-            record = {
-                "epoch": epoch,
-                "step": step,
-                **evaluate(state.variables, run.student, teacher_model),
-            }
-            meta["history"].append(record)
-            best = max(meta["history"], key=lambda r: r["top1"])
-            if best is record:
-                meta["best_step"] = step
-            meta["wall_time"] = time.time() - t_start
-            _log_eval(writer, record, run)
-            _save(mngr, state, meta, run, metrics={"top1": record["top1"]})
-            if is_writer:
-                _write_json(os.path.join(workdir, "results.json"), _results(run, meta))
-            timer.pause()
-    if step > start_step and step % run.steps_per_epoch:
-        # Stopped inside an epoch (max_steps): keep the position resumable.
-        meta["wall_time"] = time.time() - t_start
-        _save(mngr, state, meta, run, metrics=None)
+    if is_writer:
+        _write_json(results_path, _results(run, meta))
     if writer is not None:
         writer.flush()
     mngr.close()
     return _results(run, meta)
+
+
+class Preempted(RuntimeError):
+    """The run saved a checkpoint and stopped on a preemption notice (SIGTERM)."""
+
+
+class _PreemptionWatcher:
+    """Whether a preemption notice arrived, with every process agreeing on the step.
+
+    With several processes, JAX's distributed runtime catches SIGTERM and
+    orbax's `reached_preemption` makes all processes stop at the same step.
+    A single process installs its own SIGTERM handler for the same effect.
+    """
+
+    def __init__(self, mngr):
+        self._mngr = mngr
+        self._signalled = False
+        self._multi_process = jax.process_count() > 1
+        self._previous = None
+        self._answers: dict[int, bool] = {}
+
+    def __enter__(self):
+        if not self._multi_process:
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def __exit__(self, *exc):
+        if not self._multi_process:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _on_sigterm(self, signum, frame):
+        del signum, frame
+        logging.warning("SIGTERM received: saving a checkpoint after this step")
+        self._signalled = True
+
+    def reached(self, step: int) -> bool:
+        # Asked at most once per step: the multi-process answer is a sync point.
+        if step not in self._answers:
+            if self._multi_process:
+                self._answers = {step: self._mngr.reached_preemption(step)}
+            else:
+                self._answers = {step: self._signalled}
+        return self._answers[step]
+
+
+def _check_nonfinite(state: TrainState, config, step: int, mngr, workdir: str) -> None:
+    """Stops the run after too many consecutive skipped (non-finite) steps."""
+    nonfinite = int(state.nonfinite_steps)
+    if nonfinite:
+        logging.warning("%d consecutive non-finite steps skipped at step %d", nonfinite, step)
+    if nonfinite >= config.max_consecutive_nonfinite_steps:
+        raise FloatingPointError(
+            f"{nonfinite} consecutive steps with non-finite loss or gradients at step "
+            f"{step} (none applied); last good checkpoint: step {mngr.latest_step()} "
+            f"in {workdir}. Lower config.optim.learning_rate or check the data."
+        )
 
 
 def _band_diagnostics(config) -> Callable[..., dict[str, jax.Array]]:

@@ -1,0 +1,303 @@
+"""Reliability: kill-and-resume, preemption, non-finite steps, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from figkd_jax import checkpoints, events, models, train
+from tests.train_worker import digits_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A digits run of 3 epochs x 21 steps, checkpointed every epoch.
+LAUNCH_ARGS = [
+    "--config=configs/default.py",
+    "--config.num_epochs=3",
+    "--config.eval_batch_size=128",
+    "--config.log_every_steps=5",
+    "--config.optim.lr_decay_epochs=(2,)",
+]
+
+
+def _launch(workdir):
+    return subprocess.Popen(
+        [sys.executable, "launch.py", f"--workdir={workdir}", *LAUNCH_ARGS],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(predicate, proc, timeout=300):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, f"run ended early:\n{proc.stdout.read()[-3000:]}"
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def _steps(workdir):
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+
+
+def _writing_checkpoint(workdir):
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any("tmp" in n for n in os.listdir(directory))
+
+
+@pytest.mark.slow
+def test_killed_and_preempted_run_resumes_to_the_uninterrupted_result(tmp_path):
+    workdir = str(tmp_path / "run")
+    # 1. SIGTERM (preemption) in epoch 2: a checkpoint at the current step.
+    proc = _launch(workdir)
+    _wait_for(lambda: _steps(workdir), proc)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, out[-3000:]
+    assert "rerun the same command to resume" in out
+    preempted_at = max(_steps(workdir))
+    # 2. SIGKILL while a checkpoint is being written (or just after).
+    proc = _launch(workdir)
+    _wait_for(lambda: _writing_checkpoint(workdir) or max(_steps(workdir)) > preempted_at, proc)
+    proc.kill()
+    proc.wait()
+    # 3. SIGKILL at once after the next completed checkpoint.
+    proc = _launch(workdir)
+    before = max(_steps(workdir))
+    _wait_for(lambda: max(_steps(workdir)) > before, proc)
+    proc.kill()
+    proc.wait()
+    # A partial checkpoint of a later step, as a kill during a save leaves it.
+    os.makedirs(os.path.join(workdir, "checkpoints", "60.orbax-checkpoint-tmp-0", "variables"))
+    # 4. Run to the end.
+    proc = _launch(workdir)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out[-3000:]
+
+    config = digits_config(num_epochs=3, log_every_steps=5, eval_batch_size=128)
+    config.model = "resnet8"
+    config.optim.lr_decay_epochs = (2,)
+    reference = train.train_and_evaluate(config, str(tmp_path / "reference"))
+    with open(os.path.join(workdir, "results.json")) as f:
+        resumed = json.load(f)
+    assert resumed["history"] == reference["history"]
+    run = train.validate(config)
+    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    for a, b in zip(
+        jax.tree.leaves(_restore(workdir, shapes)),
+        jax.tree.leaves(_restore(str(tmp_path / "reference"), shapes)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    # TensorBoard: every tag logged once per step, eval at every epoch end.
+    scalars = events.read_scalars(workdir)
+    for tag, points in scalars.items():
+        steps = [s for s, _ in points]
+        assert steps == sorted(set(steps)), tag
+    assert [s for s, _ in scalars["eval/top1"]] == [21, 42, 63]
+    train_steps = {*range(5, 64, 5), 21, 42, 63}
+    assert sorted(s for s, _ in scalars["train/loss"]) == sorted(train_steps)
+
+
+def _restore(workdir, shapes):
+    directory = os.path.join(workdir, "checkpoints")
+    step, _ = checkpoints.read_meta(directory)
+    return checkpoints.restore_variables(directory, step, checkpoints.abstract(shapes))
+
+
+def test_nonfinite_step_is_skipped_and_counted():
+    config = digits_config()
+    run = train.validate(config)
+    state = train.initial_state(run)
+    step = jax.jit(
+        lambda s, b: train.train_step(
+            s,
+            b,
+            None,
+            student=run.student,
+            teacher=None,
+            objective=run.objective,
+            tx=run.tx,
+            schedule=run.schedule,
+            steps_per_epoch=run.steps_per_epoch,
+        )
+    )
+    images = jnp.ones((4, 8, 8, 1)).at[0, 0, 0, 0].set(jnp.nan)
+    new, metrics = step(state, {"image": images, "label": jnp.zeros(4, jnp.int32)})
+    assert int(new.step) == 1 and int(new.nonfinite_steps) == 1 and int(metrics["nonfinite"]) == 1
+    for a, b in zip(jax.tree.leaves(new.variables), jax.tree.leaves(state.variables), strict=True):
+        np.testing.assert_array_equal(a, b)
+    good, _ = step(new, {"image": jnp.ones((4, 8, 8, 1)), "label": jnp.zeros(4, jnp.int32)})
+    assert int(good.nonfinite_steps) == 0
+
+
+def test_run_stops_after_consecutive_nonfinite_steps(tmp_path):
+    config = digits_config(max_consecutive_nonfinite_steps=2, log_every_steps=1)
+    config.optim.learning_rate = 1e30
+    with pytest.raises(FloatingPointError, match="consecutive steps with non-finite"):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert _steps(str(tmp_path)) == []  # no checkpoint of diverged parameters
+
+
+# --------------------------------------------------------------------------
+# Bad input: one clear error before anything is written.
+
+
+def _teacher_checkpoint(directory, *, model="resnet8", num_classes=10, meta_model=None):
+    module = models.create(model, num_classes=num_classes)
+    variables = module.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)), train=False)
+    mngr = checkpoints.manager(str(directory), best_metric=None)
+    checkpoints.save(
+        mngr,
+        0,
+        variables=variables,
+        meta={"model": meta_model or model, "num_classes": num_classes},
+    )
+    mngr.close()
+    return str(directory)
+
+
+def _distil(**teacher):
+    config = digits_config()
+    config.method.name = "kd"
+    config.teacher.model = "resnet8"
+    config.teacher.update(teacher)
+    return config
+
+
+def _snapshot(path):
+    if not os.path.exists(path):
+        return None
+    return sorted(
+        (os.path.relpath(os.path.join(d, f), path), os.path.getmtime(os.path.join(d, f)))
+        for d, _, fs in os.walk(path)
+        for f in fs
+    )
+
+
+BAD_CONFIGS = {
+    "unknown dataset": (lambda c: c.dataset.update(name="imagenet"), "config.dataset.name"),
+    "unknown model": (lambda c: c.update(model="resnet9"), "config.model='resnet9' is unknown"),
+    "unknown method": (lambda c: c.method.update(name="fitnet"), "valid methods"),
+    "teacher missing": (lambda c: c.method.update(name="figkd"), "set config.teacher.model"),
+    "temperature <= 0": (lambda c: c.method.update(temperature=0.0), "temperature"),
+    "level out of range": (
+        lambda c: (
+            c.method.update(name="figkd"),
+            c.teacher.update(model="resnet8", workdir="/nonexistent"),
+            c.method.figkd.update(level=4),
+        ),
+        "level",
+    ),
+    "dataset not prepared": (
+        lambda c: c.dataset.update(name="cifar100", data_dir="/nonexistent/tfds"),
+        "cifar100",
+    ),
+    "teacher run missing": (
+        lambda c: (
+            c.method.update(name="kd"),
+            c.teacher.update(model="resnet8", workdir="/nonexistent/teacher"),
+        ),
+        "has no checkpoint",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_fails_before_touching_the_workdir(case, tmp_path):
+    mutate, message = BAD_CONFIGS[case]
+    config = digits_config()
+    mutate(config)
+    workdir = str(tmp_path / "run")
+    with pytest.raises((train.ConfigError, FileNotFoundError), match=message):
+        train.train_and_evaluate(config, workdir)
+    assert not os.path.exists(workdir)
+
+
+def test_batch_not_divisible_by_devices(monkeypatch, tmp_path):
+    monkeypatch.setattr(jax, "device_count", lambda: 3)
+    with pytest.raises(train.ConfigError, match="multiple of the 3 devices"):
+        train.validate(digits_config())
+
+
+def test_teacher_of_another_architecture_or_class_count(tmp_path):
+    wrong_model = _teacher_checkpoint(tmp_path / "a", model="resnet8", meta_model="resnet20")
+    with pytest.raises(train.ConfigError, match="holds a 'resnet20'"):
+        train.train_and_evaluate(_distil(checkpoint=wrong_model), str(tmp_path / "w1"))
+    wrong_classes = _teacher_checkpoint(tmp_path / "b", num_classes=100)
+    with pytest.raises(train.ConfigError, match="has 100 classes, but dataset 'digits' has 10"):
+        train.train_and_evaluate(_distil(checkpoint=wrong_classes), str(tmp_path / "w2"))
+    # Metadata that lies about the architecture: the restore itself refuses.
+    lying = _teacher_checkpoint(tmp_path / "c", model="resnet14", meta_model="resnet8")
+    with pytest.raises(train.ConfigError, match="could not be restored as a resnet8"):
+        train.train_and_evaluate(_distil(checkpoint=lying), str(tmp_path / "w3"))
+    for name in ("w1", "w2", "w3"):
+        assert not os.path.exists(tmp_path / name)
+
+
+def test_unreadable_teacher_checkpoint(tmp_path):
+    directory = tmp_path / "teacher"
+    _teacher_checkpoint(directory)
+    for root, _, files in os.walk(directory / "0" / "variables"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(train.ConfigError, match="could not be restored"):
+        train.train_and_evaluate(_distil(checkpoint=str(directory)), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_workdir_of_a_different_run_is_refused_unless_told(tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(digits_config(max_steps=2), workdir)
+    os.makedirs(os.path.join(workdir, "notes"))
+    with open(os.path.join(workdir, "notes", "mine.txt"), "w") as f:
+        f.write("keep me")
+    before = _snapshot(workdir)
+    changed = digits_config(max_steps=2, seed=1)
+    with pytest.raises(train.ConfigError, match=r"different config \(seed differ"):
+        train.train_and_evaluate(changed, workdir)
+    assert _snapshot(workdir) == before
+    # The same config resumes; max_steps may change.
+    train.train_and_evaluate(digits_config(max_steps=3), workdir)
+    assert _steps(workdir) == [2, 3]
+    changed.on_changed_config = "overwrite"
+    train.train_and_evaluate(changed, workdir)
+    assert _steps(workdir) == [2]  # a fresh run
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["seed"] == 1
+    with open(os.path.join(workdir, "notes", "mine.txt")) as f:
+        assert f.read() == "keep me"
+
+
+def test_launcher_prints_one_line_and_exits_nonzero(tmp_path):
+    workdir = str(tmp_path / "run")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "launch.py",
+            f"--workdir={workdir}",
+            "--config=configs/default.py",
+            "--config.method.temperature=-1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: config.method.temperature=-1.0 must be > 0"
+    )
+    assert "Traceback" not in proc.stderr
+    assert not os.path.exists(workdir)
