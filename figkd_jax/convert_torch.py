@@ -3,12 +3,15 @@
 Usage::
 
     python -m figkd_jax.convert_torch resnet32x4.pth --model resnet32x4 --out teachers/resnet32x4
-    python -m figkd_jax.train ... --config.teacher.checkpoint=teachers/resnet32x4
+    python launch.py --workdir=runs/figkd \
+        --config=configs/cifar100.py:teacher=resnet32x4,student=resnet8x4,method=figkd \
+        --config.teacher.checkpoint=teachers/resnet32x4
 
 Reads the checkpoints of mdistiller / RepDistiller (``{"model": state_dict, ...}``), bare state
-dicts, and either with the ``module.`` prefix of ``DataParallel``; works for every model of
-``figkd_jax.models`` (also the torchvision-style ImageNet ResNets), since the Flax parameter trees
-mirror the references' module names. The key rule (see ``figkd_jax.models``): split a key at
+dicts, and either with the ``module.`` prefix of ``DataParallel``. The mapping is generic, for
+every model of ``figkd_jax.models``, since their Flax parameter trees mirror the references'
+module names (tested against the CIFAR teachers; the torchvision-style ImageNet ResNets follow
+the same rule). The key rule (see ``figkd_jax.models``): split a key at
 ".", join every numeric component onto the one before it with "_", rename the leaf; conv weights
 (O, I/groups, kh, kw) become kernels (kh, kw, I/groups, O), linear weights (O, I) become (I, O).
 
@@ -140,8 +143,7 @@ def infer_num_classes(state_dict: Mapping[str, np.ndarray]) -> int:
 
 def strip_data_parallel_prefix(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """``state_dict`` without the ``module.`` prefix that ``nn.DataParallel`` adds."""
-    prefix = _DATA_PARALLEL_PREFIX
-    return {k.removeprefix(prefix): v for k, v in state_dict.items()}
+    return {k.removeprefix(_DATA_PARALLEL_PREFIX): v for k, v in state_dict.items()}
 
 
 def load_torch_state_dict(path: str, *, trust_pickle: bool = False) -> dict[str, np.ndarray]:
