@@ -20,7 +20,10 @@ import os
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from figkd_jax import models
 
 VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 
@@ -90,3 +93,36 @@ def restore_variables(directory: str, step: int, abstract_variables: Any) -> Any
 def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
     """ShapeDtypeStructs of `tree` (with `sharding`), the restore target orbax needs."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def select(directory: str, which: str = "last") -> tuple[int, dict]:
+    """(step, meta) of the latest checkpoint, or of the best one (``which="best"``):
+    the step that the latest checkpoint's meta names as ``best_step``."""
+    if which not in ("last", "best"):
+        raise ValueError(f"which={which!r}; valid: 'last', 'best'")
+    step, meta = read_meta(directory)
+    if which == "best":
+        best_step = meta.get("best_step")
+        if best_step is None:
+            raise ValueError(
+                f"{directory} records no best_step (no epoch evaluated yet): use which='last'"
+            )
+        step, meta = read_meta(directory, best_step)
+    return step, meta
+
+
+def restore_model(
+    directory: str,
+    step: int,
+    meta: dict,
+    *,
+    image_shape: tuple[int, ...],
+    dtype=jnp.float32,
+    sharding: jax.sharding.Sharding | None = None,
+):
+    """(module, variables) of the model that `meta` names, restored from `step`."""
+    model = models.create(meta["model"], num_classes=meta["num_classes"], dtype=dtype)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
+    )
+    return model, restore_variables(directory, step, abstract(shapes, sharding))

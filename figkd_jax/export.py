@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from figkd_jax import checkpoints, data, models
+from figkd_jax import checkpoints, data
 
 INFERENCE_FILE = "inference.jaxexport"
 DESCRIPTION_FILE = "export.json"
@@ -48,22 +48,6 @@ def _read_run_config(workdir: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def select_checkpoint(directory: str, which: str) -> tuple[int, dict]:
-    """(step, meta) of the latest checkpoint (``which="last"``) or of the best one, the step
-    that the latest checkpoint's meta names as ``best_step`` (``which="best"``)."""
-    if which not in ("last", "best"):
-        raise ValueError(f"which must be 'last' or 'best', got {which!r}")
-    step, meta = checkpoints.read_meta(directory)
-    if which == "best":
-        best_step = meta.get("best_step")
-        if best_step is None:
-            raise ValueError(
-                f"{directory} records no best_step (no epoch evaluated yet): use --which last"
-            )
-        step, meta = checkpoints.read_meta(directory, best_step)
-    return step, meta
-
-
 def _evaluation_of(meta: dict, step: int) -> dict[str, Any]:
     """Epoch and test accuracies recorded for ``step``; None where it was saved mid-epoch."""
     record = next((r for r in meta.get("history", []) if r["step"] == step), {})
@@ -76,18 +60,14 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
     if os.path.exists(out) and os.listdir(out):
         raise ValueError(f"--out {out!r} exists and is not empty; choose a new directory")
     config = _read_run_config(workdir)
-    step, meta = select_checkpoint(os.path.join(workdir, "checkpoints"), which)
+    directory = os.path.join(workdir, "checkpoints")
+    step, meta = checkpoints.select(directory, which)
     info = data.get_info(config["dataset.name"])
     compute_dtype = config.get("dtype", "float32")
     if compute_dtype not in _COMPUTE_DTYPES:
         raise ValueError(f"config dtype={compute_dtype!r}; valid: {', '.join(_COMPUTE_DTYPES)}")
-    model = models.create(
-        meta["model"], num_classes=meta["num_classes"], dtype=_COMPUTE_DTYPES[compute_dtype]
-    )
-    images = jax.ShapeDtypeStruct((1, *info.image_shape), jnp.float32)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
-    variables = checkpoints.restore_variables(
-        os.path.join(workdir, "checkpoints"), step, checkpoints.abstract(shapes)
+    model, variables = checkpoints.restore_model(
+        directory, step, meta, image_shape=info.image_shape, dtype=_COMPUTE_DTYPES[compute_dtype]
     )
 
     evaluation = _evaluation_of(meta, step)

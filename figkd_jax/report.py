@@ -649,10 +649,8 @@ def plot_bands(
 
 def _restore_teacher(source, dataset, default_dataset, data_dir):
     """(model, variables, checkpoint meta, data config) of the latest step of `source`."""
-    import jax
-    import jax.numpy as jnp
 
-    from figkd_jax import checkpoints, data, models
+    from figkd_jax import checkpoints, data
 
     run_config = {}
     directory = source
@@ -685,11 +683,9 @@ def _restore_teacher(source, dataset, default_dataset, data_dir):
             data_config[field] = run_config.get(f"dataset.{field}")
     if data_dir is not None:
         data_config.data_dir = data_dir
-    model = models.create(meta["model"], num_classes=info.num_classes)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, *info.image_shape)), train=False)
+    model, variables = checkpoints.restore_model(
+        directory, step, meta, image_shape=info.image_shape
     )
-    variables = checkpoints.restore_variables(directory, step, checkpoints.abstract(shapes))
     return model, variables, {**meta, "step": step}, data_config
 
 

@@ -326,13 +326,13 @@ def load_teacher(run: Run) -> Teacher | None:
         directory = config.teacher.checkpoint
         what = f"teacher checkpoint {directory}"
     try:
-        step, meta = checkpoints.read_meta(directory)
+        step, meta = checkpoints.select(directory, config.teacher.which)
     except FileNotFoundError:
         raise ConfigError(
             f"{what} has no checkpoint: train the teacher first, or fix config.teacher"
         ) from None
-    if config.teacher.which == "best" and "best_step" in meta:
-        step, meta = checkpoints.read_meta(directory, meta["best_step"])
+    except Exception as e:  # a corrupt directory fails in many ways
+        raise ConfigError(f"{what} could not be read: {e}") from None
     if meta.get("model") != config.teacher.model:
         raise ConfigError(
             f"{what} holds a {meta.get('model')!r}, "
@@ -343,17 +343,16 @@ def load_teacher(run: Run) -> Teacher | None:
             f"{what} has {meta.get('num_classes')} classes, but dataset {run.info.name!r} has "
             f"{run.info.num_classes}"
         )
-    model = models.create(
-        config.teacher.model, num_classes=run.info.num_classes, dtype=_dtype(config)
-    )
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), _dummy_images(run.info), train=False)
-    )
     try:
-        variables = checkpoints.restore_variables(
-            directory, step, checkpoints.abstract(shapes, run.replicated)
+        model, variables = checkpoints.restore_model(
+            directory,
+            step,
+            meta,
+            image_shape=run.info.image_shape,
+            dtype=_dtype(config),
+            sharding=run.replicated,
         )
-    except Exception as e:  # orbax raises several types for tree mismatches.
+    except Exception as e:  # orbax raises several types for tree mismatches
         raise ConfigError(
             f"{what} could not be restored as a {config.teacher.model}: {e}"
         ) from None

@@ -155,7 +155,7 @@ def test_mid_epoch_checkpoint_exports_as_last_only(tmp_path):
     checkpoints.save(mngr, 7, variables=variables, meta=meta)
     mngr.close()
 
-    with pytest.raises(ValueError, match=r"no best_step .* use --which last"):
+    with pytest.raises(ValueError, match=r"no best_step .* which=.last."):
         export.export_student(str(workdir), str(tmp_path / "best"), which="best")
     out = export.export_student(str(workdir), str(tmp_path / "last"))
     with open(os.path.join(out, export.DESCRIPTION_FILE)) as f:
