@@ -23,6 +23,9 @@ Typical use, inside a trainer::
                      dtype="float32", sharding=batch_sharded)   # inside jit / lax.scan
 
 ``scan_train_steps`` runs several train steps in one jitted call, each on its own batch.
+
+TensorFlow is imported only where plans are made and splits loaded, so that ``batch_at`` and
+``scan_train_steps`` also run on a machine without it (e.g. a GPU benchmark on synthetic data).
 """
 
 from __future__ import annotations
@@ -34,10 +37,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow as tf
 from jax.sharding import Sharding
 
-from figkd_jax.data import augment, pipeline, sources
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -116,6 +117,10 @@ def epoch_plan(
     augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``; the remainder
     of the order is dropped, as in ``pipeline.train_stream``).
     """
+    import tensorflow as tf
+
+    from figkd_jax.data import augment, pipeline
+
     steps = pipeline.steps_per_epoch(num_examples, global_batch_size)
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
@@ -172,6 +177,12 @@ def batch_at(
     }
 
 
+def _steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    from figkd_jax.data import pipeline
+
+    return pipeline.steps_per_epoch(num_examples, global_batch_size)
+
+
 def _put(array: np.ndarray, sharding: Sharding) -> jax.Array:
     """A global array from the same host array in every process (multi-process safe)."""
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
@@ -200,6 +211,8 @@ class DeviceDataset:
         cls, data_config, *, seed: int, global_batch_size: int, sharding: Sharding
     ) -> DeviceDataset:
         """Loads the configured train split (``data.load_arrays``) and uploads it."""
+        from figkd_jax.data import sources
+
         config = sources.resolve(data_config)
         info = get_info(config.name)
         _pad_crop_flip_spec(info)
@@ -238,7 +251,7 @@ class DeviceDataset:
             )
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-        pipeline.steps_per_epoch(len(labels), global_batch_size)  # validates the batch size
+        _steps_per_epoch(len(labels), global_batch_size)  # validates the batch size
         arrays = {
             "image": _put(np.ascontiguousarray(images), sharding),
             "label": _put(np.asarray(labels, np.int32), sharding),
@@ -251,7 +264,7 @@ class DeviceDataset:
 
     @property
     def steps_per_epoch(self) -> int:
-        return pipeline.steps_per_epoch(self.num_examples, self.global_batch_size)
+        return _steps_per_epoch(self.num_examples, self.global_batch_size)
 
     def plan(self, epoch: int) -> dict[str, jax.Array]:
         """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""
