@@ -1,0 +1,299 @@
+"""On-device training input for the datasets that fit in accelerator memory.
+
+The uint8 train split of a fixed-resolution dataset (digits, cifar100, tiny_imagenet) is
+uploaded once, replicated on every device (CIFAR-100: 150 MB, TinyImageNet: 1.2 GB per
+device). Gathering, padding, cropping, flipping and normalising a batch then run inside the
+jitted train step, so no image crosses the host-device link during training.
+
+The randomness is the TF pipeline's own (``figkd_jax.data.pipeline``): once per epoch the host
+computes the epoch's *plan*, the example order ``epoch_order(seed, epoch)`` and the rows of
+``epoch_draws(seed, epoch)`` of those examples, a few hundred kilobytes, and uploads it. A
+batch of this path is therefore the TF pipeline's batch of the same step (same examples,
+same crops and flips, same normalisation), so a run can switch between the two paths, resume
+across them, and keep its results. Replicating the split rather than sharding it keeps every
+gather local: each device gathers and augments only its own shard of the global batch.
+
+Typical use, inside a trainer::
+
+    dataset = DeviceDataset.create(config.dataset, seed=config.seed,
+                                   global_batch_size=config.batch_size,
+                                   sharding=replicated)
+    plan = dataset.plan(epoch)                      # at each epoch start, on the host
+    batch = batch_at(dataset.arrays, plan, step, info=dataset.info,
+                     dtype="float32", sharding=batch_sharded)   # inside jit / lax.scan
+
+``scan_train_steps`` runs several train steps in one jitted call, each on its own batch.
+
+TensorFlow is imported only where plans are made and splits loaded, so that ``batch_at`` and
+``scan_train_steps`` also run on a machine without it (e.g. a GPU benchmark on synthetic data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Sharding
+
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _output_dtype(dtype: str):
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def _pad_crop_flip_spec(info: DatasetInfo) -> PadCropFlip:
+    if not isinstance(info.augment, PadCropFlip):
+        raise ValueError(
+            f"on-device input needs a fixed-resolution dataset (digits, cifar100, tiny_imagenet), "
+            f"not {info.name}: its images have different sizes"
+        )
+    return info.augment
+
+
+# --------------------------------------------------------------------------
+# Pure transforms: the JAX twins of figkd_jax.data.augment's TF functions.
+
+
+def sample_pad_crop_flip(draws: jax.Array, pad: int, flip: bool):
+    """Draws float32 [B, 3] in [0, 1) -> row offsets [B] int32, column offsets [B] int32, flips [B].
+
+    Offsets are uniform in [0, 2 * pad], flips are ``draw < 0.5`` when ``flip`` (else all
+    False): the same arithmetic as ``augment.sample_pad_crop_flip``, so equal draws give equal
+    parameters.
+    """
+    offsets = jnp.floor(draws[:, :2] * jnp.float32(2 * pad + 1)).astype(jnp.int32)
+    offsets = jnp.minimum(offsets, 2 * pad)
+    flips = (draws[:, 2] < 0.5) & flip
+    return offsets[:, 0], offsets[:, 1], flips
+
+
+def pad_crop_flip(
+    images: jax.Array, rows: jax.Array, cols: jax.Array, flips: jax.Array, pad: int
+) -> jax.Array:
+    """Zero-pad by ``pad``, crop at (rows[b], cols[b]), mirror where flips[b].
+
+    images [B, H, W, C] (uint8) -> [B, H, W, C], same dtype; padding is in pixel space, before
+    normalisation, as ``augment.pad_crop_flip`` (torchvision's ``RandomCrop(padding=pad)``).
+    """
+    _, height, width, channels = images.shape
+    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    crop = lambda image, row, col: jax.lax.dynamic_slice(
+        image, (row, col, 0), (height, width, channels)
+    )
+    cropped = jax.vmap(crop)(padded, rows, cols)
+    return jnp.where(flips[:, None, None, None], cropped[:, :, ::-1], cropped)
+
+
+def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array:
+    """Pixels in [0, 255] [..., C] -> (x / 255 - mean) / std in ``dtype``.
+
+    One float32 multiply-add with the constants of ``augment.normalize``, then the cast.
+    """
+    scale = np.float32(1 / (255 * np.asarray(std)))
+    shift = np.float32(-np.asarray(mean) / np.asarray(std))
+    return (images.astype(jnp.float32) * scale + shift).astype(_output_dtype(dtype))
+
+
+# --------------------------------------------------------------------------
+# Epoch plans and batches
+
+
+def epoch_plan(
+    seed: int, epoch: int, num_examples: int, global_batch_size: int
+) -> dict[str, np.ndarray]:
+    """The TF pipeline's order and draws of epoch ``epoch``, cut into global batches.
+
+    Returns {"index": int32 [S, B], "draws": float32 [S, B, 3]} with S = num_examples // B
+    steps per epoch: row s holds the example indices of step s of the epoch and their
+    augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``; the remainder
+    of the order is dropped, as in ``pipeline.train_stream``).
+    """
+    import tensorflow as tf
+
+    from figkd_jax.data import augment, pipeline
+
+    steps = pipeline.steps_per_epoch(num_examples, global_batch_size)
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0, got {epoch}")
+    epoch_tensor = tf.constant(epoch, tf.int64)
+    order = pipeline.epoch_order(seed, epoch_tensor, num_examples)[: steps * global_batch_size]
+    draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, augment.PAD_CROP_FLIP_DRAWS)
+    return {
+        "index": order.numpy().astype(np.int32).reshape(steps, global_batch_size),
+        "draws": tf.gather(draws, order).numpy().reshape(steps, global_batch_size, -1),
+    }
+
+
+def batch_at(
+    arrays: dict[str, jax.Array],
+    plan: dict[str, jax.Array],
+    step: jax.Array | int,
+    *,
+    info: DatasetInfo,
+    dtype: str = "float32",
+    sharding: Sharding | None = None,
+) -> dict[str, jax.Array]:
+    """Global batch of train step ``step``, built on device; pure, for jit and lax.scan.
+
+    Args:
+      arrays: {"image": uint8 [N, H, W, C], "label": int32 [N]} (``DeviceDataset.arrays``).
+      plan: the plan of epoch ``step // S`` (``epoch_plan``, S = its number of rows); the
+        caller keeps them consistent, since a traced step cannot be checked.
+      step: global step (int or int32 scalar, may be traced).
+      info: the dataset's description (augmentation, mean, std).
+      dtype: "float32" or "bfloat16", the image dtype.
+      sharding: where the batch should live (the batch-sharded ``NamedSharding`` of the
+        train step); each device then gathers and augments only its own examples.
+
+    Returns:
+      {"image": dtype [B, H, W, C] normalised, "label": int32 [B]}, equal to step ``step``
+      of ``pipeline.train_stream`` with the same seed and global batch size.
+    """
+    spec = _pad_crop_flip_spec(info)
+    steps_per_epoch = plan["index"].shape[0]
+    position = jnp.asarray(step) % steps_per_epoch
+    index = jax.lax.dynamic_index_in_dim(plan["index"], position, keepdims=False)
+    draws = jax.lax.dynamic_index_in_dim(plan["draws"], position, keepdims=False)
+    constrain = (
+        (lambda x: jax.lax.with_sharding_constraint(x, sharding))
+        if sharding is not None
+        else (lambda x: x)
+    )
+    index, draws = constrain(index), constrain(draws)
+    rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
+    images = pad_crop_flip(arrays["image"][index], rows, cols, flips, spec.pad)
+    return {
+        "image": constrain(normalize(images, info.mean, info.std, dtype)),
+        "label": constrain(arrays["label"][index]),
+    }
+
+
+def _steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
+    from figkd_jax.data import pipeline
+
+    return pipeline.steps_per_epoch(num_examples, global_batch_size)
+
+
+def _put(array: np.ndarray, sharding: Sharding) -> jax.Array:
+    """A global array from the same host array in every process (multi-process safe)."""
+    return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceDataset:
+    """A train split held on device, with the seed and batch size that fix its plans.
+
+    Attributes:
+      arrays: {"image": uint8 [N, H, W, C], "label": int32 [N]} with ``sharding``.
+      info: the dataset's description.
+      seed: seed of the order and augmentation (the run's ``config.seed``).
+      global_batch_size: examples per step over all devices and processes.
+      sharding: where ``arrays`` and the plans live (fully replicated).
+    """
+
+    arrays: dict[str, jax.Array]
+    info: DatasetInfo
+    seed: int
+    global_batch_size: int
+    sharding: Sharding
+
+    @classmethod
+    def create(
+        cls, data_config, *, seed: int, global_batch_size: int, sharding: Sharding
+    ) -> DeviceDataset:
+        """Loads the configured train split (``data.load_arrays``) and uploads it."""
+        from figkd_jax.data import sources
+
+        config = sources.resolve(data_config)
+        info = get_info(config.name)
+        _pad_crop_flip_spec(info)
+        images, labels = sources.load_arrays(config, config.train_split)
+        return cls.from_arrays(
+            images,
+            labels,
+            info,
+            seed=seed,
+            global_batch_size=global_batch_size,
+            sharding=sharding,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray,
+        info: DatasetInfo,
+        *,
+        seed: int,
+        global_batch_size: int,
+        sharding: Sharding,
+    ) -> DeviceDataset:
+        """A split given as host arrays: images uint8 [N, *info.image_shape], labels int32 [N]."""
+        _pad_crop_flip_spec(info)
+        if images.dtype != np.uint8 or images.shape[1:] != tuple(info.image_shape):
+            raise ValueError(
+                f"images must be uint8 [N, {', '.join(map(str, info.image_shape))}], "
+                f"got {images.dtype} {list(images.shape)}"
+            )
+        if labels.shape != images.shape[:1]:
+            raise ValueError(
+                f"labels must have shape [{images.shape[0]}] (one per image), "
+                f"got {list(labels.shape)}"
+            )
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        _steps_per_epoch(len(labels), global_batch_size)  # validates the batch size
+        arrays = {
+            "image": _put(np.ascontiguousarray(images), sharding),
+            "label": _put(np.asarray(labels, np.int32), sharding),
+        }
+        return cls(arrays, info, int(seed), global_batch_size, sharding)
+
+    @property
+    def num_examples(self) -> int:
+        return self.arrays["label"].shape[0]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return _steps_per_epoch(self.num_examples, self.global_batch_size)
+
+    def plan(self, epoch: int) -> dict[str, jax.Array]:
+        """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""
+        host = epoch_plan(self.seed, epoch, self.num_examples, self.global_batch_size)
+        return {k: _put(v, self.sharding) for k, v in host.items()}
+
+
+# --------------------------------------------------------------------------
+# Several train steps per dispatch
+
+
+def scan_train_steps(
+    step_fn: Callable[[Any, Any], tuple[Any, Any]],
+    state: Any,
+    batch_fn: Callable[[jax.Array], Any],
+    num_steps: int,
+) -> tuple[Any, Any]:
+    """``num_steps`` train steps in one ``lax.scan``: the body of a multi-step jitted call.
+
+    ``step_fn(state, batch) -> (state, metrics)`` is one train step; ``batch_fn(step)`` builds
+    the batch of global step ``state.step`` (e.g. ``batch_at``). Returns the final state and
+    the metrics of every step, stacked: each leaf gets a leading axis of ``num_steps``.
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
+        raise ValueError(f"num_steps must be a Python int >= 1 (static), got {num_steps!r}")
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+
+    def body(state, _):
+        return step_fn(state, batch_fn(state.step))
+
+    return jax.lax.scan(body, state, length=int(num_steps))
