@@ -37,7 +37,16 @@ from flax.metrics import tensorboard
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import checkpoints, data, diagnostics, events, losses, methods, models
+from figkd_jax import (
+    checkpoints,
+    data,
+    device_input,
+    diagnostics,
+    events,
+    losses,
+    methods,
+    models,
+)
 
 DATA_AXIS = "data"
 
@@ -269,6 +278,22 @@ def validate(config, info: data.DatasetInfo | None = None) -> Run:
             raise ConfigError(
                 f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
             )
+    if config.input_on_device not in ("auto", "device", "host"):
+        raise ConfigError(
+            f"config.input_on_device={config.input_on_device!r}; valid: 'auto', 'device', 'host'"
+        )
+    if config.input_on_device == "device" and not info.fixed_resolution:
+        raise ConfigError(
+            f"config.input_on_device='device' needs a fixed-resolution dataset "
+            f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
+        )
+    if config.steps_per_dispatch < 1:
+        raise ConfigError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 1")
+    if config.steps_per_dispatch > 1 and not _input_on_device(config, info):
+        raise ConfigError(
+            "config.steps_per_dispatch > 1 needs on-device input: "
+            "set config.input_on_device='device'"
+        )
     if config.on_changed_config not in ("refuse", "continue", "overwrite"):
         raise ConfigError(
             f"config.on_changed_config={config.on_changed_config!r}; "
@@ -419,6 +444,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # Fields that may differ between a run and its resumption.
 RESUMABLE_CHANGES = (
     "max_steps",
+    "input_on_device",
+    "steps_per_dispatch",
     "log_every_steps",
     "dataset.data_dir",
     "dataset.manual_dir",
@@ -493,23 +520,6 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
         # Drop what a killed predecessor logged after its last checkpoint.
         events.truncate_events(workdir, start_step)
 
-    p_train = jax.jit(
-        lambda s, b, t: train_step(
-            s,
-            b,
-            t,
-            student=run.student,
-            teacher=teacher_model,
-            objective=run.objective,
-            tx=run.tx,
-            schedule=run.schedule,
-            steps_per_epoch=run.steps_per_epoch,
-            band_diagnostics=_band_diagnostics(config),
-        ),
-        in_shardings=(run.replicated, run.batch_sharded, run.replicated),
-        out_shardings=(run.replicated, run.replicated),
-        donate_argnums=(0,),
-    )
     p_eval = jax.jit(
         lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
         static_argnums=(3, 4),
@@ -530,16 +540,20 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
             100 * meta["teacher"]["top5"],
         )
 
-    stream = data.train_stream(
-        config.dataset,
-        global_batch_size=config.batch_size,
-        seed=config.seed,
-        start_step=start_step,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        num_devices=jax.device_count(),
-        dtype=config.dtype,
+    one_step = functools.partial(
+        train_step,
+        student=run.student,
+        teacher=teacher_model,
+        objective=run.objective,
+        tx=run.tx,
+        schedule=run.schedule,
+        steps_per_epoch=run.steps_per_epoch,
+        band_diagnostics=_band_diagnostics(config),
     )
+    if _input_on_device(config, run.info):
+        advance = _DeviceInput(run, one_step, teacher_vars)
+    else:
+        advance = _HostInput(run, one_step, teacher_vars, start_step)
     stop_step = run.total_steps
     if config.max_steps is not None:
         stop_step = min(stop_step, config.max_steps)
@@ -552,12 +566,12 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
     results_path = os.path.join(workdir, "results.json")
     with _PreemptionWatcher(mngr) as preemption:
         while step < stop_step:
-            batch = _to_global(next(stream), run.batch_sharded)
-            state, metrics = p_train(state, batch, teacher_vars)
+            next_log = (step // config.log_every_steps + 1) * config.log_every_steps
+            state, metrics, done = advance(state, step, min(stop_step, next_log))
             pending.append(metrics)
-            step += 1
-            timer.tick()
-            if step == start_step + 1:
+            step += done
+            timer.tick(done)
+            if step == start_step + done:
                 # Leave compilation out of the throughput.
                 jax.block_until_ready(metrics)
                 timer.pause()
@@ -658,6 +672,103 @@ def _check_nonfinite(state: TrainState, config, step: int, mngr, workdir: str) -
         )
 
 
+def _input_on_device(config, info: data.DatasetInfo) -> bool:
+    """Whether the train split is uploaded once and augmented inside the step.
+
+    "auto" chooses it on accelerators for datasets whose split fits at a fixed
+    resolution; on the CPU the TensorFlow pipeline is faster.
+    """
+    if config.input_on_device == "auto":
+        return info.fixed_resolution and jax.default_backend() != "cpu"
+    return config.input_on_device == "device"
+
+
+class _HostInput:
+    """One train step per call, on the next batch of the TensorFlow pipeline."""
+
+    def __init__(self, run: Run, one_step, teacher_vars, start_step: int):
+        config = run.config
+        self._teacher_vars = teacher_vars
+        self._batch_sharding = run.batch_sharded
+        self._stream = data.train_stream(
+            config.dataset,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            start_step=start_step,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            num_devices=jax.device_count(),
+            dtype=config.dtype,
+        )
+        self._step = jax.jit(
+            one_step,
+            in_shardings=(run.replicated, run.batch_sharded, run.replicated),
+            out_shardings=(run.replicated, run.replicated),
+            donate_argnums=(0,),
+        )
+
+    def __call__(self, state, step: int, limit: int):
+        del step, limit
+        batch = _to_global(next(self._stream), self._batch_sharding)
+        state, metrics = self._step(state, batch, self._teacher_vars)
+        return state, metrics, 1
+
+
+class _DeviceInput:
+    """Up to config.steps_per_dispatch train steps per call (one lax.scan), each on a
+    batch gathered and augmented on device from the uploaded split (device_input).
+
+    A call never crosses an epoch end or the caller's `limit` (the next log step
+    or the end of the run), so logging, evaluation and checkpoints keep their
+    places; each distinct number of steps compiles once.
+    """
+
+    def __init__(self, run: Run, one_step, teacher_vars):
+        config = run.config
+        self._dataset = device_input.DeviceDataset.create(
+            config.dataset,
+            seed=config.seed,
+            global_batch_size=config.batch_size,
+            sharding=run.replicated,
+        )
+        assert self._dataset.steps_per_epoch == run.steps_per_epoch
+        self._teacher_vars = teacher_vars
+        self._block = config.steps_per_dispatch
+        self._steps_per_epoch = run.steps_per_epoch
+        self._plan, self._plan_epoch = None, None
+
+        def steps(state, arrays, plan, teacher_vars, num_steps):
+            batch_at = functools.partial(
+                device_input.batch_at,
+                arrays,
+                plan,
+                info=run.info,
+                dtype=config.dtype,
+                sharding=run.batch_sharded,
+            )
+            return device_input.scan_train_steps(
+                lambda s, b: one_step(s, b, teacher_vars), state, batch_at, num_steps
+            )
+
+        self._steps = jax.jit(
+            steps,
+            static_argnums=(4,),
+            in_shardings=(run.replicated,) * 4,
+            out_shardings=(run.replicated, run.replicated),
+            donate_argnums=(0,),
+        )
+
+    def __call__(self, state, step: int, limit: int):
+        epoch, position = divmod(step, self._steps_per_epoch)
+        if epoch != self._plan_epoch:
+            self._plan, self._plan_epoch = self._dataset.plan(epoch), epoch
+        num_steps = min(self._block, self._steps_per_epoch - position, limit - step)
+        state, metrics = self._steps(
+            state, self._dataset.arrays, self._plan, self._teacher_vars, num_steps
+        )
+        return state, metrics, num_steps
+
+
 def _band_diagnostics(config) -> Callable[..., dict[str, jax.Array]]:
     """Band diagnostics at the run's FiGKD level and mode (level 1 for other methods)."""
     figkd = config.method.name == "figkd"
@@ -755,8 +866,8 @@ class _Throughput:
     def pause(self):
         self.t0, self.steps = time.time(), 0
 
-    def tick(self):
-        self.steps += 1
+    def tick(self, steps: int = 1):
+        self.steps += steps
 
     def rate(self) -> float:
         rate = self.steps * self.batch_size / max(time.time() - self.t0, 1e-9)
@@ -768,7 +879,9 @@ def _log_train(writer, step: int, pending: list, timer: _Throughput, run: Run) -
     means = {
         k: float(v)
         for k, v in jax.device_get(
-            jax.tree.map(lambda *x: jnp.mean(jnp.stack(x)), *pending)
+            jax.tree.map(
+                lambda *x: jnp.mean(jnp.concatenate([jnp.atleast_1d(v) for v in x])), *pending
+            )
         ).items()
     }
     rate = timer.rate()
