@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import os
 import statistics
@@ -43,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, device_input, methods, models, train
+from figkd_jax import data, methods, models, train
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -189,30 +190,11 @@ def synthetic_input(run: train.Run) -> tuple[dict, dict]:
 
 
 def train_function(run: train.Run, teacher_model, steps_per_dispatch: int):
-    """jit(state, arrays, plan, teacher_variables) -> (state, metrics): the trainer's step on
-    on-device batches, ``steps_per_dispatch`` steps per call (metrics stacked when > 1)."""
-    config = run.config
-    step_kwargs = dict(
-        student=run.student,
-        teacher=teacher_model,
-        objective=run.objective,
-        tx=run.tx,
-        schedule=run.schedule,
-        steps_per_epoch=run.steps_per_epoch,
-        band_diagnostics=train._band_diagnostics(config),
-    )
-
-    def steps(state, arrays, plan, teacher_variables):
-        step_fn = lambda s, b: train.train_step(s, b, teacher_variables, **step_kwargs)
-        batch_fn = lambda step: device_input.batch_at(
-            arrays, plan, step, info=run.info, dtype=config.dtype, sharding=run.batch_sharded
-        )
-        if steps_per_dispatch == 1:
-            return step_fn(state, batch_fn(state.step))
-        return device_input.scan_train_steps(step_fn, state, batch_fn, steps_per_dispatch)
-
+    """jit(state, arrays, plan, teacher_variables) -> (state, metrics [steps_per_dispatch]):
+    exactly the trainer's on-device call (train.device_steps)."""
+    steps = train.device_steps(run, train.make_train_step(run, teacher_model))
     return jax.jit(
-        steps,
+        functools.partial(steps, num_steps=steps_per_dispatch),
         in_shardings=(run.replicated,) * 4,
         out_shardings=(run.replicated, run.replicated),
         donate_argnums=(0,),

@@ -540,16 +540,7 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
             100 * meta["teacher"]["top5"],
         )
 
-    one_step = functools.partial(
-        train_step,
-        student=run.student,
-        teacher=teacher_model,
-        objective=run.objective,
-        tx=run.tx,
-        schedule=run.schedule,
-        steps_per_epoch=run.steps_per_epoch,
-        band_diagnostics=_band_diagnostics(config),
-    )
+    one_step = make_train_step(run, teacher_model)
     if _input_on_device(config, run.info):
         advance = _DeviceInput(run, one_step, teacher_vars)
     else:
@@ -672,6 +663,45 @@ def _check_nonfinite(state: TrainState, config, step: int, mngr, workdir: str) -
         )
 
 
+def make_train_step(run: Run, teacher: nn.Module | None):
+    """`train_step` with the run's models, objective, optimiser and schedule bound:
+    (state, batch, teacher_variables) -> (state, metrics)."""
+    return functools.partial(
+        train_step,
+        student=run.student,
+        teacher=teacher,
+        objective=run.objective,
+        tx=run.tx,
+        schedule=run.schedule,
+        steps_per_epoch=run.steps_per_epoch,
+        band_diagnostics=_band_diagnostics(run.config),
+    )
+
+
+def device_steps(run: Run, one_step):
+    """(state, arrays, plan, teacher_variables, num_steps) -> (state, metrics [num_steps]):
+    `num_steps` (static) applications of `one_step` in one lax.scan, each on the batch
+    that device_input.batch_at builds on device for the state's step."""
+
+    def steps(state, arrays, plan, teacher_variables, num_steps):
+        batch_at = functools.partial(
+            device_input.batch_at,
+            arrays,
+            plan,
+            info=run.info,
+            dtype=run.config.dtype,
+            sharding=run.batch_sharded,
+        )
+        step_fn = lambda s, b: one_step(s, b, teacher_variables)
+        if num_steps == 1:
+            # No loop: XLA:CPU lays out convolutions inside a scan body poorly.
+            state, metrics = step_fn(state, batch_at(state.step))
+            return state, jax.tree.map(lambda x: x[None], metrics)
+        return device_input.scan_train_steps(step_fn, state, batch_at, num_steps)
+
+    return steps
+
+
 def _input_on_device(config, info: data.DatasetInfo) -> bool:
     """Whether the train split is uploaded once and augmented inside the step.
 
@@ -737,21 +767,8 @@ class _DeviceInput:
         self._steps_per_epoch = run.steps_per_epoch
         self._plan, self._plan_epoch = None, None
 
-        def steps(state, arrays, plan, teacher_vars, num_steps):
-            batch_at = functools.partial(
-                device_input.batch_at,
-                arrays,
-                plan,
-                info=run.info,
-                dtype=config.dtype,
-                sharding=run.batch_sharded,
-            )
-            return device_input.scan_train_steps(
-                lambda s, b: one_step(s, b, teacher_vars), state, batch_at, num_steps
-            )
-
         self._steps = jax.jit(
-            steps,
+            device_steps(run, one_step),
             static_argnums=(4,),
             in_shardings=(run.replicated,) * 4,
             out_shardings=(run.replicated, run.replicated),

@@ -32,17 +32,7 @@ def _trace_one_step(config):
         )
     state = jax.eval_shape(lambda: train.initial_state(run))
     new_state, metrics = jax.eval_shape(
-        lambda s, b, t: train.train_step(
-            s,
-            b,
-            t,
-            student=run.student,
-            teacher=teacher,
-            objective=run.objective,
-            tx=run.tx,
-            schedule=run.schedule,
-            steps_per_epoch=run.steps_per_epoch,
-        ),
+        train.make_train_step(run, teacher),
         state,
         batch,
         teacher_vars,

@@ -240,16 +240,8 @@ def test_scanned_train_steps_equal_single_jitted_steps():
         DIGITS, seed=0, global_batch_size=16, sharding=REPLICATED
     )
     plan = dataset.plan(0)
-    step_fn = lambda state, batch: train.train_step(
-        state,
-        batch,
-        teacher_variables,
-        student=run.student,
-        teacher=teacher,
-        objective=run.objective,
-        tx=run.tx,
-        schedule=run.schedule,
-        steps_per_epoch=run.steps_per_epoch,
+    step_fn = lambda state, batch: train.make_train_step(run, teacher)(
+        state, batch, teacher_variables
     )
     batch_fn = lambda step: device_input.batch_at(dataset.arrays, plan, step, info=dataset.info)
     num_steps = 4

@@ -120,19 +120,7 @@ def test_nonfinite_step_is_skipped_and_counted():
     config = digits_config()
     run = train.validate(config)
     state = train.initial_state(run)
-    step = jax.jit(
-        lambda s, b: train.train_step(
-            s,
-            b,
-            None,
-            student=run.student,
-            teacher=None,
-            objective=run.objective,
-            tx=run.tx,
-            schedule=run.schedule,
-            steps_per_epoch=run.steps_per_epoch,
-        )
-    )
+    step = jax.jit(lambda s, b: train.make_train_step(run, None)(s, b, None))
     images = jnp.ones((4, 8, 8, 1)).at[0, 0, 0, 0].set(jnp.nan)
     new, metrics = step(state, {"image": images, "label": jnp.zeros(4, jnp.int32)})
     assert int(new.step) == 1 and int(new.nonfinite_steps) == 1 and int(metrics["nonfinite"]) == 1
