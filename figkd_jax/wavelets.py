@@ -208,7 +208,7 @@ def haar_lowpass(x: ArrayLike, level: int, *, axis: int = -1, mode: str = "symme
     x, axis = _prepare(x, axis, "x")
     _check_mode(mode)
     _check_level(level, x.shape[axis])
-    return jnp.moveaxis(_lowpass_last(jnp.moveaxis(x, axis, -1), level, mode), -1, axis)
+    return jnp.moveaxis(_band_last(jnp.moveaxis(x, axis, -1), level, mode, high=False), -1, axis)
 
 
 def haar_highpass(x: ArrayLike, level: int, *, axis: int = -1, mode: str = "symmetric") -> Array:
@@ -232,8 +232,7 @@ def haar_highpass(x: ArrayLike, level: int, *, axis: int = -1, mode: str = "symm
     x, axis = _prepare(x, axis, "x")
     _check_mode(mode)
     _check_level(level, x.shape[axis])
-    x = jnp.moveaxis(x, axis, -1)
-    return jnp.moveaxis(x - _lowpass_last(x, level, mode), -1, axis)
+    return jnp.moveaxis(_band_last(jnp.moveaxis(x, axis, -1), level, mode, high=True), -1, axis)
 
 
 def _dwt_last(x: Array, mode: str) -> tuple[Array, Array]:
@@ -247,18 +246,40 @@ def _idwt_last(approx: Array, detail: Array) -> Array:
     return jnp.stack([even, odd], axis=-1).reshape(*approx.shape[:-1], 2 * approx.shape[-1])
 
 
-def _lowpass_last(x: Array, level: int, mode: str) -> Array:
-    # Synthesis from cA_L alone repeats each coefficient 2**L times (scaled by 2**(-L/2)), and
-    # pywt's crops only ever cut a suffix; so low_L is the block mean repeated, cut to n.
+def _band_last(x: Array, level: int, mode: str, *, high: bool) -> Array:
+    """``high_L(x)`` (``high=True``) or ``low_L(x)`` along the last axis.
+
+    Synthesis from ``cA_L`` alone repeats each coefficient over its block of ``2**L`` samples
+    (scaled by ``2**(-L/2)``) and pywt's crops only ever cut a suffix, so ``low_L`` is the mean
+    of each block of the extended signal, repeated over the block, cut to ``n``; and
+    ``high_L = x - low_L``. Reducing over or broadcasting along a last axis of 2 is several
+    times slower under XLA on CPU than elementwise work, so level 1 pairs each sample with its
+    partner through a reversing reshape instead.
+    """
     n = x.shape[-1]
-    means = x
-    for _ in range(level):
-        even, odd = _pairs(means, mode)
-        means = (even + odd) * 0.5
-    block = 2**level
-    m = means.shape[-1]
-    repeated = jnp.broadcast_to(means[..., None], (*means.shape, block))
-    return repeated.reshape(*means.shape[:-1], m * block)[..., :n]
+    x = _extend_blocks(x, level, mode)
+    blocks = x.reshape(*x.shape[:-1], -1, 2**level)
+    if level == 1:
+        partner = blocks[..., ::-1].reshape(x.shape)
+        band = (x - partner) * 0.5 if high else (x + partner) * 0.5
+    else:
+        means = jnp.mean(blocks, axis=-1, keepdims=True)
+        band = (blocks - means if high else jnp.broadcast_to(means, blocks.shape)).reshape(x.shape)
+    return band[..., :n]
+
+
+def _extend_blocks(x: Array, level: int, mode: str) -> Array:
+    """Extends ``x`` so that its blocks of ``2**level`` samples hold what each level's odd-length
+    extension puts there: averaging a copy of the last block of ``2**j`` samples (or zeros) is
+    averaging in a copy of the last level-``j`` approximation (or a zero)."""
+    blocks = x.shape[-1]
+    for j in range(level):
+        if blocks % 2:
+            last = x[..., -(2**j) :]
+            x = jnp.concatenate([x, jnp.zeros_like(last) if mode == "zero" else last], axis=-1)
+            blocks += 1
+        blocks //= 2
+    return x
 
 
 def _pairs(x: Array, mode: str) -> tuple[Array, Array]:
