@@ -95,8 +95,9 @@ def haar_idwt(
       approx: approximation coefficients, ``m`` samples along ``axis``; ``None`` means zeros.
       detail: detail coefficients of the same shape as ``approx``; ``None`` means zeros.
       axis: the transformed axis.
-      length: output length along ``axis``: ``2 * m`` (default, like pywt) or ``2 * m - 1`` to
-        drop the sample that an odd-length analysis added.
+      length: keep the first ``length`` samples along ``axis`` (``1 <= length <= 2 * m``); by
+        default all ``2 * m``, like pywt. ``2 * m - 1`` drops the sample that an odd-length
+        analysis added.
 
     Returns:
       Array of the coefficients' shape with ``length`` samples along ``axis``.
@@ -106,7 +107,7 @@ def haar_idwt(
     """
     approx, detail, axis = _prepare_pair(approx, detail, axis)
     x = _idwt_last(jnp.moveaxis(approx, axis, -1), jnp.moveaxis(detail, axis, -1))
-    return jnp.moveaxis(_crop(x, length, "length"), -1, axis)
+    return jnp.moveaxis(_crop(x, length), -1, axis)
 
 
 def haar_wavedec(
@@ -150,8 +151,8 @@ def haar_waverec(
       coeffs: ``[cA_L, cD_L, ..., cD_1]`` as returned by :func:`haar_wavedec`; any entry may be
         ``None`` (zeros), but not ``cA_L`` and ``cD_L`` both.
       axis: the transformed axis.
-      length: output length along ``axis``: ``2 * len(cD_1)`` (default, like pywt) or one less,
-        to recover an odd-length signal exactly.
+      length: keep the first ``length`` samples along ``axis`` (at most ``2 * len(cD_1)``, all of
+        them by default, like pywt); the original signal length recovers the signal exactly.
 
     Returns:
       The reconstructed array.
@@ -183,7 +184,7 @@ def haar_waverec(
                 f"{x.shape[-1] - 1} or {x.shape[-1]} samples and the same other axes"
             )
         x = _idwt_last(x[..., :n], d.astype(_float_dtype(jnp.promote_types(d.dtype, x.dtype))))
-    return jnp.moveaxis(_crop(x, length, "length"), -1, axis)
+    return jnp.moveaxis(_crop(x, length), -1, axis)
 
 
 def haar_lowpass(x: ArrayLike, level: int, *, axis: int = -1, mode: str = "symmetric") -> Array:
@@ -292,15 +293,12 @@ def _pairs(x: Array, mode: str) -> tuple[Array, Array]:
     return pairs[..., 0], pairs[..., 1]
 
 
-def _crop(x: Array, length: int | None, name: str) -> Array:
+def _crop(x: Array, length: int | None) -> Array:
     full = x.shape[-1]
     if length is None:
         return x
-    if isinstance(length, bool) or not isinstance(length, int) or length not in (full - 1, full):
-        raise ValueError(
-            f"{name} must be None, {full - 1} or {full} (the coefficients give {full} samples), "
-            f"got {length!r}"
-        )
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= full:
+        raise ValueError(f"length must be None or an int in [1, {full}], got {length!r}")
     return x[..., :length]
 
 
