@@ -212,15 +212,13 @@ def test_figkd_invariances():
     for classes in (7, 10):
         s, t = logits_pair(classes=classes, dtype=np.float32, seed=classes)
         cases[classes] = (s, t, shifted(s, 1), shifted(t, 2))
+    # For Haar, pywt's "periodization" gives the values of "symmetric": one case suffices.
     configs = [
         {"level": level, "band": band, "domain": domain, "mode": mode}
         for level, band, domain, mode in itertools.product(
-            (1, 2),
-            ("high", "low"),
-            ("logits", "coefficients"),
-            ("symmetric", "periodization", "zero"),
+            (1, 2), ("high", "low"), ("logits", "coefficients"), ("symmetric", "zero")
         )
-    ]
+    ] + [{"level": 2, "band": "high", "domain": "logits", "mode": "periodization"}]
 
     @jax.jit
     def losses_for(cases):
