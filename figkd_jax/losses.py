@@ -12,8 +12,8 @@ Shared conventions:
   False give exactly 0 and exactly zero gradient, even if their logits are inf or NaN: their
   logits are replaced by zeros before any arithmetic, not only after.
 * Invalid arguments raise ``ValueError`` / ``TypeError`` when the function is called or traced,
-  from shapes, dtypes and Python values. Traced values (``temperature`` or a
-  ``class_permutation`` under ``jit``) cannot be checked and are trusted.
+  from shapes, dtypes and Python values. The values of traced arguments (a ``temperature``,
+  ``labels`` or the entries of a ``class_permutation`` under ``jit``) cannot be checked there.
 """
 
 from __future__ import annotations

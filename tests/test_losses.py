@@ -124,6 +124,11 @@ def test_hand_computed_values():
             "figkd": figkd_loss(
                 jnp.zeros((1, 4)), jnp.array([[3.0, -1.0, 5.0, 5.0]]), temperature=1.0
             ),
+            "kd_teacher_inf": jax.value_and_grad(
+                lambda s: kd_loss(s, jnp.array([[math.log(3.0), 0.0, -jnp.inf]]), temperature=1.0)[
+                    0
+                ]
+            )(jnp.zeros((1, 3))),
             "figkd_same_detail": figkd_loss(
                 jnp.array([[5.0, 1.0, 1.0, 1.0]]), jnp.array([[4.0, 0.0, 1.0, 1.0]])
             ),
@@ -134,6 +139,10 @@ def test_hand_computed_values():
     kd = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
     np.testing.assert_allclose(v["kd_t1"], [kd], rtol=1e-6)
     np.testing.assert_allclose(v["kd_t2"], [4 * kd], rtol=1e-6)
+    # A class the teacher rules out (p = 0) adds nothing, and its gradient is finite.
+    value, grad = v["kd_teacher_inf"]
+    np.testing.assert_allclose(value, 0.75 * math.log(2.25) + 0.25 * math.log(0.75), rtol=1e-6)
+    np.testing.assert_allclose(grad, [[1 / 3 - 0.75, 1 / 3 - 0.25, 1 / 3]], rtol=1e-5)
     # Teacher [2, 1, 3] / 6 with label 0: binary [1/3, 2/3] as the student's, so TCKD is 0;
     # non-target [1/4, 3/4] against [1/2, 1/2].
     np.testing.assert_allclose(v["dkd_a"][0], [0.0], atol=1e-6)
