@@ -24,7 +24,8 @@ import math
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jax import Array, lax
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
 MODES = ("symmetric", "zero", "periodization")
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
+# Largest block that _band_last projects with a matrix product: its cost grows with the block.
+_MAX_PROJECTED_BLOCK = 8
 
 
 def haar_max_level(length: int) -> int:
@@ -253,16 +256,24 @@ def _band_last(x: Array, level: int, mode: str, *, high: bool) -> Array:
     Synthesis from ``cA_L`` alone repeats each coefficient over its block of ``2**L`` samples
     (scaled by ``2**(-L/2)``) and pywt's crops only ever cut a suffix, so ``low_L`` is the mean
     of each block of the extended signal, repeated over the block, cut to ``n``; and
-    ``high_L = x - low_L``. Reducing over or broadcasting along a last axis of 2 is several
-    times slower under XLA on CPU than elementwise work, so level 1 pairs each sample with its
-    partner through a reversing reshape instead.
+    ``high_L = x - low_L``. Under XLA on CPU, reducing over or broadcasting along a short last
+    axis is several times slower than elementwise work or a small matrix product, so level 1
+    pairs each sample with its partner through a reversing reshape, and blocks of up to 8
+    samples are projected by a ``block x block`` matrix.
     """
     n = x.shape[-1]
     x = _extend_blocks(x, level, mode)
-    blocks = x.reshape(*x.shape[:-1], -1, 2**level)
+    block = 2**level
+    blocks = x.reshape(*x.shape[:-1], -1, block)
     if level == 1:
         partner = blocks[..., ::-1].reshape(x.shape)
         band = (x - partner) * 0.5 if high else (x + partner) * 0.5
+    elif block <= _MAX_PROJECTED_BLOCK:
+        averaging = np.full((block, block), 1.0 / block)
+        projection = np.eye(block) - averaging if high else averaging
+        band = jnp.matmul(
+            blocks, jnp.asarray(projection, x.dtype), precision=lax.Precision.HIGHEST
+        ).reshape(x.shape)
     else:
         means = jnp.mean(blocks, axis=-1, keepdims=True)
         band = (blocks - means if high else jnp.broadcast_to(means, blocks.shape)).reshape(x.shape)

@@ -272,7 +272,7 @@ def test_class_permutation():
 
     v = losses_for(jnp.asarray(inverse))
     for key in ("undone_static", "undone_traced", "undone_list"):
-        np.testing.assert_allclose(v[key], v["reference"], rtol=1e-6, err_msg=key)
+        np.testing.assert_allclose(v[key], v["reference"], rtol=1e-5, err_msg=key)
     assert not np.allclose(v["not_undone"], v["reference"], rtol=1e-2)
     np.testing.assert_allclose(v["kd_permuted"], v["kd"], rtol=1e-6)
 
