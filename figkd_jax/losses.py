@@ -12,8 +12,8 @@ Shared conventions:
   False give exactly 0 and exactly zero gradient, even if their logits are inf or NaN: their
   logits are replaced by zeros before any arithmetic, not only after.
 * Invalid arguments raise ``ValueError`` / ``TypeError`` when the function is called or traced,
-  from shapes, dtypes and Python values. Traced values (``temperature`` or a
-  ``class_permutation`` under ``jit``) cannot be checked and are trusted.
+  from shapes, dtypes and Python values. The values of traced arguments (a ``temperature``,
+  ``labels`` or the entries of a ``class_permutation`` under ``jit``) cannot be checked there.
 """
 
 from __future__ import annotations
@@ -119,17 +119,17 @@ def dkd_terms(
     labels = _check_labels(labels, student.shape[:-1])
     is_target = labels[..., None] == jnp.arange(num_classes)
 
-    def binary_and_non_target(logits: Array) -> tuple[Array, Array]:
+    def binary_and_non_target(scaled: Array) -> tuple[Array, Array]:
         # log_softmax([z_y, logsumexp(z_rest)]) is exactly [log p_y, log(1 - p_y)].
-        non_target = jnp.where(is_target, -jnp.inf, logits)
-        target = jnp.sum(jnp.where(is_target, logits, 0.0), axis=-1)
+        non_target = jnp.where(is_target, -jnp.inf, scaled)
+        target = jnp.sum(jnp.where(is_target, scaled, 0.0), axis=-1)
         rest = jax.nn.logsumexp(non_target, axis=-1)
         return jnp.stack([target, rest], axis=-1), non_target
 
-    student_binary, student_rest = binary_and_non_target(student)
-    teacher_binary, teacher_rest = binary_and_non_target(teacher)
-    tckd = _tempered_kl(student_binary, teacher_binary, temperature)
-    nckd = _tempered_kl(student_rest, teacher_rest, temperature)
+    student_binary, student_rest = binary_and_non_target(student / temperature)
+    teacher_binary, teacher_rest = binary_and_non_target(teacher / temperature)
+    tckd = temperature**2 * _softmax_kl(student_binary, teacher_binary)
+    nckd = temperature**2 * _softmax_kl(student_rest, teacher_rest)
     valid = (labels >= 0) & (labels < num_classes)
     tckd, nckd = (_masked(jnp.where(valid, term, jnp.nan), mask) for term in (tckd, nckd))
     return tckd, nckd
@@ -291,13 +291,18 @@ def standardize_logits(
 
 def _tempered_kl(student: Array, teacher: Array, temperature: float | ArrayLike) -> Array:
     """``T**2 * KL(softmax(teacher / T) || softmax(student / T))`` over the last axis."""
-    log_q = jax.nn.log_softmax(student / temperature, axis=-1)
-    log_p = jax.nn.log_softmax(teacher / temperature, axis=-1)
+    return temperature**2 * _softmax_kl(student / temperature, teacher / temperature)
+
+
+def _softmax_kl(student: Array, teacher: Array) -> Array:
+    """``KL(softmax(teacher) || softmax(student))`` over the last axis; 0 log 0 counts as 0."""
+    log_q = jax.nn.log_softmax(student, axis=-1)
+    log_p = jax.nn.log_softmax(teacher, axis=-1)
     p = jnp.exp(log_p)
     # Where p == 0 the term is 0, also when log_p - log_q is -inf - (-inf): select before the
     # product so that neither the value nor the gradient sees that NaN.
     log_ratio = jnp.where(p > 0, log_p - log_q, 0.0)
-    return temperature**2 * jnp.sum(p * log_ratio, axis=-1)
+    return jnp.sum(p * log_ratio, axis=-1)
 
 
 def _band(logits: Array, band: str, domain: str, level: int, mode: str) -> Array:

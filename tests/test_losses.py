@@ -1,0 +1,559 @@
+"""Tests of the distillation losses against NumPy references of the published formulas."""
+
+import doctest
+import itertools
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import pywt
+from jax.test_util import check_grads
+
+import figkd_jax
+from figkd_jax import (
+    MODES,
+    dkd_loss,
+    dkd_terms,
+    figkd_loss,
+    kd_loss,
+    losses,
+    standardize_logits,
+    wavelets,
+)
+
+# Most tests put all of their JAX work in one jitted function: one compilation is far cheaper
+# on CPU than eager execution, which compiles each operation of each shape separately.
+BATCH, CLASSES = 5, 10
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def logits_pair(batch=BATCH, classes=CLASSES, seed=0, dtype=np.float64, scale=3.0):
+    rng = np.random.default_rng(seed)
+    return tuple((scale * rng.standard_normal((batch, classes))).astype(dtype) for _ in range(2))
+
+
+# NumPy references, written from the papers' formulas (float64).
+
+
+def np_log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def np_kl(p, log_p, log_q):
+    """sum p (log p - log q), with the 0 log 0 = 0 convention of torch's kl_div."""
+    safe = np.where(p > 0, log_p - log_q, 0.0)
+    return np.sum(p * safe, axis=-1)
+
+
+def np_kd(s, t, temperature):
+    """Hinton et al. (2015): T^2 KL(softmax(t / T) || softmax(s / T))."""
+    log_p = np_log_softmax(t / temperature)
+    return temperature**2 * np_kl(np.exp(log_p), log_p, np_log_softmax(s / temperature))
+
+
+def np_dkd(s, t, labels, temperature, alpha, beta):
+    """Zhao et al. (2022), as in the authors' mdistiller code, per example."""
+    gt = np.eye(s.shape[-1])[labels]
+    p_s = np.exp(np_log_softmax(s / temperature))
+    p_t = np.exp(np_log_softmax(t / temperature))
+    b_s = np.stack([(p_s * gt).sum(-1), (p_s * (1 - gt)).sum(-1)], axis=-1)
+    b_t = np.stack([(p_t * gt).sum(-1), (p_t * (1 - gt)).sum(-1)], axis=-1)
+    tckd = np_kl(b_t, np.log(b_t), np.log(b_s)) * temperature**2
+    log_p_t2 = np_log_softmax(t / temperature - 1000.0 * gt)
+    log_p_s2 = np_log_softmax(s / temperature - 1000.0 * gt)
+    nckd = np_kl(np.exp(log_p_t2), log_p_t2, log_p_s2) * temperature**2
+    return alpha * tckd + beta * nckd, tckd, nckd
+
+
+def np_band(z, level, band, domain, mode):
+    """FiGKD's band (docs/method.md) computed with PyWavelets."""
+    if band == "all":
+        return z
+    coeffs = pywt.wavedec(z, "haar", mode=mode, level=level)
+    if domain == "coefficients":
+        return np.concatenate(coeffs[1:], axis=-1) if band == "high" else coeffs[0]
+    if band == "high":
+        kept = [np.zeros_like(coeffs[0]), *coeffs[1:]]
+    else:
+        kept = [coeffs[0]] + [np.zeros_like(c) for c in coeffs[1:]]
+    return pywt.waverec(kept, "haar", mode=mode)[..., : z.shape[-1]]
+
+
+def np_figkd(s, t, temperature, level, band, domain, mode):
+    return np_kd(
+        np_band(s, level, band, domain, mode), np_band(t, level, band, domain, mode), temperature
+    )
+
+
+FIGKD_CONFIGS = [
+    {"level": level, "band": band, "domain": domain, "mode": mode}
+    for level, band, domain, mode in itertools.product(
+        (1, 3), ("high", "low", "all"), ("logits", "coefficients"), MODES
+    )
+]
+
+
+def test_hand_computed_values():
+    def kd_with_ruled_out_class(s):
+        return kd_loss(s, jnp.array([[math.log(3.0), 0.0, -jnp.inf]]), temperature=1.0)[0]
+
+    @jax.jit
+    def values():
+        zeros2 = jnp.zeros((1, 2))
+        return {
+            "kd_t1": kd_loss(zeros2, jnp.array([[math.log(3.0), 0.0]]), temperature=1.0),
+            "kd_t2": kd_loss(zeros2, jnp.array([[2 * math.log(3.0), 0.0]]), temperature=2.0),
+            "dkd_a": dkd_terms(
+                jnp.zeros((1, 3)),
+                jnp.log(jnp.array([[2.0, 1.0, 3.0]])),
+                jnp.array([0]),
+                temperature=1.0,
+            ),
+            "dkd_b": dkd_terms(
+                jnp.zeros((1, 3)),
+                jnp.log(jnp.array([[4.0, 1.0, 1.0]])),
+                jnp.array([0]),
+                temperature=1.0,
+            ),
+            "figkd": figkd_loss(
+                jnp.zeros((1, 4)), jnp.array([[3.0, -1.0, 5.0, 5.0]]), temperature=1.0
+            ),
+            "kd_teacher_inf": jax.value_and_grad(kd_with_ruled_out_class)(jnp.zeros((1, 3))),
+            "figkd_same_detail": figkd_loss(
+                jnp.array([[5.0, 1.0, 1.0, 1.0]]), jnp.array([[4.0, 0.0, 1.0, 1.0]])
+            ),
+        }
+
+    v = values()
+    # softmax([ln 3, 0]) = [3/4, 1/4] against [1/2, 1/2].
+    kd = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    np.testing.assert_allclose(v["kd_t1"], [kd], rtol=1e-6)
+    np.testing.assert_allclose(v["kd_t2"], [4 * kd], rtol=1e-6)
+    # A class the teacher rules out (p = 0) adds nothing, and its gradient is finite.
+    value, grad = v["kd_teacher_inf"]
+    np.testing.assert_allclose(value, 0.75 * math.log(2.25) + 0.25 * math.log(0.75), rtol=1e-6)
+    np.testing.assert_allclose(grad, [[1 / 3 - 0.75, 1 / 3 - 0.25, 1 / 3]], rtol=1e-5)
+    # Teacher [2, 1, 3] / 6 with label 0: binary [1/3, 2/3] as the student's, so TCKD is 0;
+    # non-target [1/4, 3/4] against [1/2, 1/2].
+    np.testing.assert_allclose(v["dkd_a"][0], [0.0], atol=1e-6)
+    np.testing.assert_allclose(
+        v["dkd_a"][1], [0.25 * math.log(0.5) + 0.75 * math.log(1.5)], rtol=1e-6
+    )
+    # Teacher [4, 1, 1] / 6: binary [2/3, 1/3] against [1/3, 2/3]; non-target both uniform.
+    np.testing.assert_allclose(v["dkd_b"][0], [math.log(2.0) / 3], rtol=1e-6)
+    np.testing.assert_allclose(v["dkd_b"][1], [0.0], atol=1e-6)
+    # high_1([3, -1, 5, 5]) = [2, -2, 0, 0]; the student's high band is 0 (uniform softmax).
+    p = np.exp([2.0, -2.0, 0.0, 0.0]) / np.exp([2.0, -2.0, 0.0, 0.0]).sum()
+    np.testing.assert_allclose(v["figkd"], [np.sum(p * np.log(4 * p))], rtol=1e-6)
+    np.testing.assert_allclose(v["figkd_same_detail"], [0.0], atol=1e-7)
+
+
+def test_parity_with_numpy_references(x64):
+    s, t = logits_pair()
+    labels = np.array([0, 3, 9, 5, 1])
+
+    @jax.jit
+    def all_losses(s, t):
+        return {
+            "kd": [kd_loss(s, t, temperature=temp) for temp in (1.0, 4.0)],
+            "dkd": [
+                dkd_loss(s, t, labels, temperature=4.0),
+                *dkd_terms(s, t, labels, temperature=2.0),
+            ],
+            "figkd": [figkd_loss(s, t, temperature=2.0, **c) for c in FIGKD_CONFIGS],
+        }
+
+    ours = all_losses(s, t)
+    for loss, temperature in zip(ours["kd"], (1.0, 4.0), strict=True):
+        assert loss.dtype == jnp.float64 and loss.shape == (BATCH,)
+        np.testing.assert_allclose(loss, np_kd(s, t, temperature), rtol=1e-10)
+    np.testing.assert_allclose(ours["dkd"][0], np_dkd(s, t, labels, 4.0, 1.0, 8.0)[0], rtol=1e-10)
+    _, tckd, nckd = np_dkd(s, t, labels, 2.0, 1.0, 8.0)
+    np.testing.assert_allclose(ours["dkd"][1], tckd, rtol=1e-10)
+    np.testing.assert_allclose(ours["dkd"][2], nckd, rtol=1e-10)
+    for loss, config in zip(ours["figkd"], FIGKD_CONFIGS, strict=True):
+        np.testing.assert_allclose(loss, np_figkd(s, t, 2.0, **config), rtol=1e-9, err_msg=config)
+
+
+def test_float32_parity_and_band_all_is_kd():
+    s, t = logits_pair(dtype=np.float32)
+    labels = np.array([2, 3, 4, 5, 6])
+
+    @jax.jit
+    def all_losses(s, t):
+        return (
+            kd_loss(s, t),
+            dkd_loss(s, t, labels, alpha=0.5, beta=2.0),
+            figkd_loss(s, t, level=2, mode="zero"),
+            [
+                figkd_loss(s, t, band="all", level=level, domain=d)
+                for level in (1, 3)
+                for d in ("logits", "coefficients")
+            ],
+        )
+
+    kd, dkd, figkd, band_all = all_losses(s, t)
+    assert kd.dtype == dkd.dtype == figkd.dtype == jnp.float32
+    np.testing.assert_allclose(kd, np_kd(s, t, 4.0), rtol=1e-5)
+    np.testing.assert_allclose(dkd, np_dkd(s, t, labels, 4.0, 0.5, 2.0)[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        figkd, np_figkd(s, t, 4.0, 2, "high", "logits", "zero"), rtol=1e-5, atol=1e-7
+    )
+    for loss in band_all:
+        np.testing.assert_array_equal(loss, kd)
+
+
+def test_figkd_invariances():
+    def shifted(z, seed):
+        return z + 10 * np.random.default_rng(seed).standard_normal((BATCH, 1)).astype(np.float32)
+
+    cases = {}
+    for classes in (7, 10):
+        s, t = logits_pair(classes=classes, dtype=np.float32, seed=classes)
+        cases[classes] = (s, t, shifted(s, 1), shifted(t, 2))
+    # For Haar, pywt's "periodization" gives the values of "symmetric": one case suffices.
+    configs = [
+        {"level": level, "band": band, "domain": domain, "mode": mode}
+        for level, band, domain, mode in itertools.product(
+            (1, 2), ("high", "low"), ("logits", "coefficients"), ("symmetric", "zero")
+        )
+    ] + [{"level": 2, "band": "high", "domain": "logits", "mode": "periodization"}]
+
+    @jax.jit
+    def losses_for(cases):
+        return {
+            (classes, i): (
+                figkd_loss(s, t, **config),
+                figkd_loss(s_shifted, t_shifted, **config),
+                figkd_loss(s, s, **config),
+            )
+            for classes, (s, t, s_shifted, t_shifted) in cases.items()
+            for i, config in enumerate(configs)
+        }
+
+    for (classes, i), (loss, loss_shifted, loss_same) in losses_for(cases).items():
+        config = configs[i]
+        np.testing.assert_array_equal(loss_same, 0.0)
+        assert np.all(loss > 0)
+        if config["mode"] == "zero" and classes % 2 ** config["level"]:
+            # A zero extension does not move with the logits: offsets change the loss.
+            assert not np.allclose(loss_shifted, loss, rtol=1e-3), (classes, config)
+        else:
+            np.testing.assert_allclose(loss_shifted, loss, rtol=2e-4, err_msg=(classes, config))
+
+
+def test_class_permutation():
+    s, t = logits_pair(dtype=np.float32)
+    perm = np.random.default_rng(5).permutation(CLASSES)
+    inverse = np.argsort(perm)
+    s_perm, t_perm = s[:, perm], t[:, perm]
+
+    @jax.jit
+    def losses_for(traced_inverse):
+        return {
+            "reference": figkd_loss(s, t, level=2),
+            "undone_static": figkd_loss(s_perm, t_perm, level=2, class_permutation=inverse),
+            "undone_traced": figkd_loss(s_perm, t_perm, level=2, class_permutation=traced_inverse),
+            "undone_list": figkd_loss(s_perm, t_perm, level=2, class_permutation=inverse.tolist()),
+            "not_undone": figkd_loss(s_perm, t_perm, level=2),
+            "kd": kd_loss(s, t),
+            "kd_permuted": kd_loss(s_perm, t_perm),
+        }
+
+    v = losses_for(jnp.asarray(inverse))
+    for key in ("undone_static", "undone_traced", "undone_list"):
+        np.testing.assert_allclose(v[key], v["reference"], rtol=1e-5, err_msg=key)
+    assert not np.allclose(v["not_undone"], v["reference"], rtol=1e-2)
+    np.testing.assert_allclose(v["kd_permuted"], v["kd"], rtol=1e-6)
+
+
+def test_gradients(x64):
+    s, t = logits_pair(batch=2, classes=6, seed=7)
+    labels = jnp.array([1, 4])
+
+    def all_losses(s, t):
+        return (
+            kd_loss(s, t, temperature=2.0),
+            dkd_loss(s, t, labels, temperature=2.0),
+            figkd_loss(s, t, temperature=2.0),
+            figkd_loss(s, t, level=2, band="low", domain="coefficients", mode="zero"),
+            kd_loss(standardize_logits(s), standardize_logits(t, ddof=1)),
+        )
+
+    check_grads(jax.jit(all_losses), (s, t), order=1, modes=["rev"])
+    # Second order (through the Haar band) once: it costs several compilations per loss.
+    check_grads(jax.jit(lambda s, t: figkd_loss(s, t, level=2)), (s, t), order=2, modes=["rev"])
+
+
+def test_large_logits_and_low_precision_inputs():
+    s, t = logits_pair(batch=4, classes=6, dtype=np.float32, scale=1e4)
+    s2, t2 = logits_pair(batch=4, classes=2, dtype=np.float32, scale=1e4)
+    labels = jnp.array([0, 1, 5, 2])
+    labels2 = jnp.array([0, 1, 1, 0])
+
+    def all_losses(s, t, s2, t2):
+        return [
+            kd_loss(s, t),
+            dkd_loss(s, t, labels),
+            dkd_loss(s2, t2, labels2),
+            figkd_loss(s, t),
+            figkd_loss(s, t, level=2, domain="coefficients"),
+            kd_loss(standardize_logits(s), standardize_logits(t)),
+        ]
+
+    def total(s, s2):
+        return sum(jnp.sum(loss) for loss in all_losses(s, t, s2, t2))
+
+    @jax.jit
+    def values_and_grads(s, t, s2, t2):
+        return all_losses(s, t, s2, t2), jax.grad(total, argnums=(0, 1))(s, s2)
+
+    for arrays in ((s, t, s2, t2), tuple(jnp.asarray(a, jnp.bfloat16) for a in (s, t, s2, t2))):
+        values, grads = values_and_grads(*arrays)
+        for value in values:
+            assert value.dtype == jnp.float32
+            assert np.all(np.isfinite(value)) and np.all(value >= 0)
+        assert all(np.all(np.isfinite(g)) for g in grads)
+        assert np.any(np.asarray(values[1]) > 1.0)
+    float16 = jax.ShapeDtypeStruct(s.shape, jnp.float16)
+    assert all(v.dtype == jnp.float32 for v in jax.eval_shape(all_losses, *[float16] * 4))
+
+
+def test_mask_gives_zero_value_and_gradient():
+    s, t = logits_pair(batch=3, classes=8, dtype=np.float32)
+    s_bad, t_bad = s.copy(), t.copy()
+    s_bad[1, 2], t_bad[1, 5], s_bad[1, 7] = np.nan, np.inf, -np.inf
+    where = jnp.array([True, False, True])
+    labels = jnp.array([1, -1, 3])  # A padding label is fine where the example is masked.
+
+    def all_losses(s, t, where):
+        return [
+            kd_loss(s, t, where=where),
+            dkd_loss(s, t, labels, where=where),
+            figkd_loss(s, t, level=2, where=where),
+            figkd_loss(
+                s, t, domain="coefficients", class_permutation=np.arange(8)[::-1], where=where
+            ),
+        ]
+
+    @jax.jit
+    def values_and_grads(s, t, where):
+        grads = [
+            jax.grad(lambda s, t, i=i: jnp.sum(all_losses(s, t, where)[i]), argnums=(0, 1))(s, t)
+            for i in range(4)
+        ]
+        return all_losses(s, t, where), grads, all_losses(s, t, None)
+
+    values, grads, unmasked = jax.tree.map(np.asarray, values_and_grads(s_bad, t_bad, where))
+    _, _, clean = jax.tree.map(np.asarray, values_and_grads(s, t, where))
+    for value, grad, reference in zip(values, grads, clean, strict=True):
+        assert value[1] == 0.0
+        np.testing.assert_allclose(value[[0, 2]], reference[[0, 2]], rtol=1e-6)
+        for g in grad:
+            np.testing.assert_array_equal(g[1], 0.0)
+            assert np.all(np.isfinite(g))
+    assert all(np.isnan(u[1]) for u in unmasked)
+
+    # A mask broadcasts to batch_shape: here (2, 3) from (3,).
+    s3, t3 = s.reshape(1, 3, 8).repeat(2, 0), t.reshape(1, 3, 8).repeat(2, 0)
+    masked = jax.jit(lambda s, t: kd_loss(s, t, where=where))(s3, t3)
+    assert masked.shape == (2, 3)
+    np.testing.assert_array_equal(masked[:, 1], 0.0)
+
+
+def test_dkd_labels_out_of_range_give_nan():
+    s, t = logits_pair(batch=3, classes=4, dtype=np.float32)
+    labels = jnp.array([4, -1, 2])
+    values = jax.jit(
+        lambda s, t: (
+            dkd_loss(s, t, labels),
+            dkd_loss(s, t, labels, where=jnp.array([False, False, True])),
+        )
+    )(s, t)
+    assert np.isnan(values[0][0]) and np.isnan(values[0][1]) and np.isfinite(values[0][2])
+    np.testing.assert_array_equal(values[1][:2], 0.0)
+
+
+def test_temperature_scaling(x64):
+    s, t = logits_pair(batch=3, classes=7, seed=3, scale=1.0)
+    d = t - s
+    centred = d - d.mean(axis=-1, keepdims=True)
+
+    @jax.jit
+    def values(s, t):
+        return (
+            kd_loss(s, t, temperature=3.0),
+            kd_loss(s / 3.0, t / 3.0, temperature=1.0),
+            kd_loss(s, t, temperature=1e4),
+            figkd_loss(s, t, temperature=1e4, band="all"),
+        )
+
+    kd3, kd1_scaled, kd_hot, figkd_all_hot = values(s, t)
+    np.testing.assert_allclose(kd3, 9.0 * kd1_scaled, rtol=1e-12)
+    # As T grows both softmaxes approach uniform and T^2 KL approaches half the variance of
+    # t - s over the classes: T^2 KL -> sum_i (d_i - mean(d))^2 / (2 C).
+    limit = np.sum(centred**2, axis=-1) / (2 * 7)
+    np.testing.assert_allclose(kd_hot, limit, rtol=1e-3)
+    np.testing.assert_allclose(figkd_all_hot, limit, rtol=1e-3)
+
+
+def test_standardize_logits():
+    z = np.random.default_rng(4).standard_normal((3, 9)).astype(np.float32) * 5 + 2
+
+    @jax.jit
+    def values(z):
+        constant = jnp.full((2, 4), 3.0)
+        return {
+            "z": standardize_logits(z),
+            "z_ddof1": standardize_logits(z, ddof=1),
+            "z_axis0": standardize_logits(z, axis=0),
+            "scaled_kd": kd_loss(standardize_logits(3 * z[:1]), standardize_logits(z[1:2])),
+            "kd": kd_loss(standardize_logits(z[:1]), standardize_logits(z[1:2])),
+            "constant": standardize_logits(constant),
+            "constant_grad": jax.grad(lambda c: jnp.sum(standardize_logits(c) * c))(constant),
+        }
+
+    v = values(z)
+    expected = (z - z.mean(-1, keepdims=True)) / (z.std(-1, keepdims=True) + 1e-7)
+    np.testing.assert_allclose(v["z"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v["z"].std(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        v["z_ddof1"],
+        (z - z.mean(-1, keepdims=True)) / z.std(-1, ddof=1, keepdims=True),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(v["z_axis0"].mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(v["scaled_kd"], v["kd"], rtol=1e-5)
+    np.testing.assert_array_equal(v["constant"], 0.0)
+    assert np.all(np.isfinite(v["constant_grad"]))
+
+
+def test_vmap_matches_batch():
+    s, t = logits_pair(dtype=np.float32)
+    labels = jnp.arange(BATCH)
+
+    @jax.jit
+    def both(s, t):
+        def per_example(s_i, t_i, y_i):
+            return (
+                kd_loss(s_i, t_i),
+                dkd_loss(s_i, t_i, y_i),
+                figkd_loss(s_i, t_i, level=2),
+            )
+
+        return jax.vmap(per_example)(s, t, labels), (
+            kd_loss(s, t),
+            dkd_loss(s, t, labels),
+            figkd_loss(s, t, level=2),
+        )
+
+    mapped, batched = both(s, t)
+    for a, b in zip(mapped, batched, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_traced_temperature():
+    s, t = logits_pair(dtype=np.float32)
+    traced = jax.jit(lambda s, t, temp: figkd_loss(s, t, temperature=temp))(s, t, 2.0)
+    np.testing.assert_allclose(
+        traced, np_figkd(s, t, 2.0, 1, "high", "logits", "symmetric"), rtol=1e-5
+    )
+
+
+F = jnp.zeros((2, 8))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: kd_loss(F, jnp.zeros((2, 9))), ValueError, "same shape, got (2, 8) and (2, 9)"),
+        (
+            lambda: kd_loss(F, jnp.zeros((2, 8), jnp.int32)),
+            TypeError,
+            "teacher_logits must be a floating",
+        ),
+        (
+            lambda: figkd_loss(jnp.zeros((2, 8), jnp.int8), F),
+            TypeError,
+            "student_logits must be a floating",
+        ),
+        (lambda: kd_loss(F, F, temperature=0.0), ValueError, "temperature must be finite and > 0"),
+        (lambda: dkd_loss(F, F, jnp.zeros(2, int), temperature=-1), ValueError, "temperature must"),
+        (lambda: figkd_loss(F, F, temperature=math.inf), ValueError, "temperature must"),
+        (lambda: kd_loss(F, F, temperature=True), TypeError, "temperature must be a positive"),
+        (lambda: kd_loss(jnp.zeros(()), jnp.zeros(())), ValueError, "with C >= 1"),
+        (lambda: kd_loss(jnp.zeros((2, 0)), jnp.zeros((2, 0))), ValueError, "with C >= 1"),
+        (lambda: kd_loss(F, F, where=jnp.ones(2)), TypeError, "where must be a bool array"),
+        (
+            lambda: kd_loss(F, F, where=jnp.ones(3, bool)),
+            ValueError,
+            "broadcastable to batch_shape (2,)",
+        ),
+        (
+            lambda: dkd_loss(F, F, jnp.zeros(3, int)),
+            ValueError,
+            "labels must have shape batch_shape = (2,)",
+        ),
+        (lambda: dkd_loss(F, F, jnp.zeros((2, 1), int)), ValueError, "labels must have shape"),
+        (lambda: dkd_loss(F, F, jnp.zeros(2)), TypeError, "labels must be an integer array"),
+        (lambda: dkd_loss(F[:, :1], F[:, :1], jnp.zeros(2, int)), ValueError, "at least 2 classes"),
+        (
+            lambda: figkd_loss(F, F, band="mid"),
+            ValueError,
+            "band must be one of ('high', 'low', 'all')",
+        ),
+        (lambda: figkd_loss(F, F, domain="freq"), ValueError, "domain must be one of"),
+        (lambda: figkd_loss(F, F, mode="smooth"), ValueError, "mode must be one of"),
+        (lambda: figkd_loss(F, F, level=4), ValueError, "1 <= level <= haar_max_level(8) = 3"),
+        (
+            lambda: figkd_loss(F, F, level=0, band="all"),
+            ValueError,
+            "1 <= level <= haar_max_level(8) = 3",
+        ),
+        (lambda: figkd_loss(F[:, :1], F[:, :1]), ValueError, "length 1 has no Haar level"),
+        (lambda: figkd_loss(F, F, level=1.0), TypeError, "level must be a Python int"),
+        (lambda: figkd_loss(F, F, class_permutation=np.arange(7)), ValueError, "shape (C,) = (8,)"),
+        (
+            lambda: figkd_loss(F, F, class_permutation=np.zeros(8, int)),
+            ValueError,
+            "each of 0..7 exactly once",
+        ),
+        (lambda: figkd_loss(F, F, class_permutation=np.arange(8.0)), TypeError, "integer array"),
+        (
+            lambda: jax.jit(lambda p: figkd_loss(F, F, class_permutation=p))(jnp.arange(9)),
+            ValueError,
+            "shape (C,) = (8,)",
+        ),
+        (lambda: standardize_logits(jnp.zeros(())), ValueError, "at least 1 dimension"),
+        (lambda: standardize_logits(F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
+        (lambda: standardize_logits(F, eps=-1.0), ValueError, "eps must be >= 0"),
+        (lambda: standardize_logits(F, ddof=2), ValueError, "ddof must be 0 or 1"),
+        (lambda: standardize_logits(F[:, :1], ddof=1), ValueError, "more than ddof=1 entries"),
+        (lambda: standardize_logits(jnp.arange(3)), TypeError, "logits must be a floating"),
+    ],
+)
+def test_invalid_arguments(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+def test_docstring_examples():
+    for module in (losses, wavelets):
+        result = doctest.testmod(module, extraglobs={"jnp": jnp}, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_public_api():
+    assert figkd_jax.__version__ == "0.1.0"
+    for name in figkd_jax.__all__:
+        assert getattr(figkd_jax, name) is not None
