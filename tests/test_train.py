@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, train
+from figkd_jax import checkpoints, events, train
 from tests.train_worker import digits_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +54,10 @@ def test_student_distils_from_the_teacher_run(teacher_workdir, tmp_path):
     # The student's checkpoint holds the student only.
     _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))
     assert meta["model"] == "resnet8"
+    # Every loss term and the Haar band diagnostics reach TensorBoard.
+    tags = set(events.read_scalars(str(tmp_path)))
+    assert {"train/loss_ce", "train/loss_figkd", "eval/agreement", "eval/teacher_kl"} <= tags
+    assert {"train/bands/kl_high", "train/bands/teacher_high_energy"} <= tags
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
