@@ -51,60 +51,54 @@ def _ce(config) -> Objective:
     return objective
 
 
-def _kd(config) -> Objective:
-    def objective(student, teacher, labels, *, epoch, where=None):
-        del epoch
-        s, t = _distillation_inputs(config, student, teacher)
-        return {
-            "ce": config.kd.ce_weight * cross_entropy(student, labels, where),
-            "kd": config.kd.kd_weight
-            * losses.kd_loss(s, t, temperature=config.temperature, where=where),
-        }
+def _distillation(term: str, distill: Callable[..., jax.Array]) -> Callable[..., Objective]:
+    """An objective builder: ``ce_weight`` x cross-entropy plus the ``term`` of
+    ``distill(config, student, teacher, labels, epoch, where)``, which sees the
+    (optionally standardized) logits and returns its weighted per-example values."""
 
-    return objective
+    def make(config) -> Objective:
+        def objective(student, teacher, labels, *, epoch, where=None):
+            s, t = _distillation_inputs(config, student, teacher)
+            return {
+                "ce": config[term].ce_weight * cross_entropy(student, labels, where),
+                term: distill(config, s, t, labels, epoch, where),
+            }
 
+        return objective
 
-def _dkd(config) -> Objective:
-    def objective(student, teacher, labels, *, epoch, where=None):
-        s, t = _distillation_inputs(config, student, teacher)
-        warmup = jnp.minimum(epoch / config.dkd.warmup_epochs, 1.0)
-        return {
-            "ce": config.dkd.ce_weight * cross_entropy(student, labels, where),
-            "dkd": warmup
-            * losses.dkd_loss(
-                s,
-                t,
-                labels,
-                temperature=config.temperature,
-                alpha=config.dkd.alpha,
-                beta=config.dkd.beta,
-                where=where,
-            ),
-        }
-
-    return objective
+    return make
 
 
-def _figkd(config) -> Objective:
-    def objective(student, teacher, labels, *, epoch, where=None):
-        del epoch
-        s, t = _distillation_inputs(config, student, teacher)
-        return {
-            "ce": config.figkd.ce_weight * cross_entropy(student, labels, where),
-            "figkd": config.figkd.figkd_weight
-            * losses.figkd_loss(
-                s,
-                t,
-                temperature=config.temperature,
-                level=config.figkd.level,
-                band=config.figkd.band,
-                domain=config.figkd.domain,
-                mode=config.figkd.mode,
-                where=where,
-            ),
-        }
+def _kd_term(config, s, t, labels, epoch, where):
+    del labels, epoch
+    return config.kd.kd_weight * losses.kd_loss(s, t, temperature=config.temperature, where=where)
 
-    return objective
+
+def _dkd_term(config, s, t, labels, epoch, where):
+    warmup = jnp.minimum(epoch / config.dkd.warmup_epochs, 1.0)
+    return warmup * losses.dkd_loss(
+        s,
+        t,
+        labels,
+        temperature=config.temperature,
+        alpha=config.dkd.alpha,
+        beta=config.dkd.beta,
+        where=where,
+    )
+
+
+def _figkd_term(config, s, t, labels, epoch, where):
+    del labels, epoch
+    return config.figkd.figkd_weight * losses.figkd_loss(
+        s,
+        t,
+        temperature=config.temperature,
+        level=config.figkd.level,
+        band=config.figkd.band,
+        domain=config.figkd.domain,
+        mode=config.figkd.mode,
+        where=where,
+    )
 
 
 def _distillation_inputs(config, student, teacher):
@@ -124,9 +118,9 @@ class Method:
 
 METHODS: Mapping[str, Method] = {
     "ce": Method(needs_teacher=False, make=_ce),
-    "kd": Method(needs_teacher=True, make=_kd),
-    "dkd": Method(needs_teacher=True, make=_dkd),
-    "figkd": Method(needs_teacher=True, make=_figkd),
+    "kd": Method(needs_teacher=True, make=_distillation("kd", _kd_term)),
+    "dkd": Method(needs_teacher=True, make=_distillation("dkd", _dkd_term)),
+    "figkd": Method(needs_teacher=True, make=_distillation("figkd", _figkd_term)),
 }
 
 
