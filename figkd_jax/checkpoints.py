@@ -90,6 +90,23 @@ def restore_variables(directory: str, step: int, abstract_variables: Any) -> Any
     return restored[VARIABLES]
 
 
+def restore_training(
+    mngr: ocp.CheckpointManager, step: int, *, variables: Any, optimizer: Any
+) -> tuple[Any, Any, dict]:
+    """(variables, optimizer, meta) of `step`, laid out like the given abstract trees."""
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            **{
+                VARIABLES: ocp.args.StandardRestore(variables),
+                OPTIMIZER: ocp.args.StandardRestore(optimizer),
+                META: ocp.args.JsonRestore(),
+            }
+        ),
+    )
+    return restored[VARIABLES], restored[OPTIMIZER], dict(restored[META])
+
+
 def abstract(tree: Any, sharding: jax.sharding.Sharding | None = None) -> Any:
     """ShapeDtypeStructs of `tree` (with `sharding`), the restore target orbax needs."""
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)

@@ -834,35 +834,21 @@ def _save(mngr, state: TrainState, meta: dict, run: Run, metrics):
         mngr,
         step,
         variables=state.variables,
-        optimizer={"opt_state": state.opt_state, "nonfinite_steps": state.nonfinite_steps},
+        optimizer=_optimizer_item(state),
         meta=meta,
         metrics=metrics,
     )
 
 
 def _restore(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict]:
-    import orbax.checkpoint as ocp
-
+    """The latest checkpoint's state (laid out like `template`) and meta."""
     step = mngr.latest_step()
-    abstract = lambda tree: checkpoints.abstract(tree, run.replicated)
-    restored = mngr.restore(
+    variables, optimizer, meta = checkpoints.restore_training(
+        mngr,
         step,
-        args=ocp.args.Composite(
-            **{
-                checkpoints.VARIABLES: ocp.args.StandardRestore(abstract(template.variables)),
-                checkpoints.OPTIMIZER: ocp.args.StandardRestore(
-                    abstract(
-                        {
-                            "opt_state": template.opt_state,
-                            "nonfinite_steps": template.nonfinite_steps,
-                        }
-                    )
-                ),
-                checkpoints.META: ocp.args.JsonRestore(),
-            }
-        ),
+        variables=checkpoints.abstract(template.variables, run.replicated),
+        optimizer=checkpoints.abstract(_optimizer_item(template), run.replicated),
     )
-    variables, optimizer = restored[checkpoints.VARIABLES], restored[checkpoints.OPTIMIZER]
     state = TrainState(
         step=jax.device_put(jnp.asarray(step, jnp.int32), run.replicated),
         params=variables["params"],
@@ -870,7 +856,12 @@ def _restore(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict]:
         opt_state=optimizer["opt_state"],
         nonfinite_steps=optimizer["nonfinite_steps"],
     )
-    return state, dict(restored[checkpoints.META])
+    return state, meta
+
+
+def _optimizer_item(state: TrainState) -> dict:
+    """What the checkpoint's ``optimizer`` item holds."""
+    return {"opt_state": state.opt_state, "nonfinite_steps": state.nonfinite_steps}
 
 
 class _Throughput:
