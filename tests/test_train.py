@@ -166,3 +166,13 @@ def test_on_device_input_and_scanned_steps_match_host_steps(tmp_path):
     # XLA's layouts inside a loop), which training amplifies: hence few steps.
     _assert_same_variables(tmp_path / "host", tmp_path / "device", config, rtol=1e-6)
     _assert_same_variables(tmp_path / "device5", tmp_path / "scanned5", config, rtol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_losses(tmp_path):
+    config = digits_config(max_steps=4, dtype="bfloat16", log_every_steps=2)
+    train.train_and_evaluate(config, str(tmp_path))
+    variables = _variables(str(tmp_path), config)
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {np.dtype("float32")}
+    losses = events.read_scalars(str(tmp_path))["train/loss"]
+    assert [step for step, _ in losses] == [2, 4]
+    assert all(np.isfinite(value) for _, value in losses)
