@@ -272,6 +272,26 @@ class DeviceDataset:
         return {k: _put(v, self.sharding) for k, v in host.items()}
 
 
+def padded_eval_batches(
+    images: np.ndarray, labels: np.ndarray, global_batch_size: int
+) -> dict[str, np.ndarray]:
+    """An eval split as whole global batches: {"image": uint8 [K, B, H, W, C], "label": int32
+    [K, B], "mask": bool [K, B]}, K = ceil(N / B); the padding is zeros with mask False."""
+    num_examples = len(labels)
+    num_batches = -(-num_examples // global_batch_size)
+    padding = num_batches * global_batch_size - num_examples
+
+    def pad(x, value=0):
+        x = np.concatenate([x, np.full((padding, *x.shape[1:]), value, x.dtype)])
+        return x.reshape(num_batches, global_batch_size, *x.shape[1:])
+
+    return {
+        "image": pad(np.asarray(images, np.uint8)),
+        "label": pad(np.asarray(labels, np.int32)),
+        "mask": pad(np.ones(num_examples, bool), False),
+    }
+
+
 # --------------------------------------------------------------------------
 # Several train steps per dispatch
 

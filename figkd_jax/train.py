@@ -520,14 +520,9 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
         # Drop what a killed predecessor logged after its last checkpoint.
         events.truncate_events(workdir, start_step)
 
-    p_eval = jax.jit(
-        lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
-        static_argnums=(3, 4),
-        in_shardings=(run.replicated, run.batch_sharded, run.replicated),
-        out_shardings=run.replicated,
-    )
-    evaluate = lambda variables, model, teacher: _evaluate(
-        run, lambda b: p_eval(variables, b, teacher_vars, model, teacher)
+    eval_sums = _DeviceEval(run) if _input_on_device(config, run.info) else _HostEval(run)
+    evaluate = lambda variables, model, teacher: _means(
+        eval_sums(variables, teacher_vars, model, teacher)
     )
 
     writer = tensorboard.SummaryWriter(workdir) if is_writer else None
@@ -804,18 +799,68 @@ def _to_global(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Ar
     }
 
 
-def _evaluate(run: Run, step_fn: Callable[[dict], dict]) -> dict[str, float]:
-    """Means over the whole eval split of the sums `step_fn` returns per batch."""
-    totals = None
-    for local in data.eval_stream(
-        run.config.dataset,
-        global_batch_size=run.config.eval_batch_size,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        dtype=run.config.dtype,
-    ):
-        sums = step_fn(_to_global(local, run.batch_sharded))
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+class _HostEval:
+    """Sums of eval_step over the eval split, one dispatch per batch of the TF pipeline."""
+
+    def __init__(self, run: Run):
+        self._run = run
+        self._step = jax.jit(
+            lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
+            static_argnums=(3, 4),
+            in_shardings=(run.replicated, run.batch_sharded, run.replicated),
+            out_shardings=run.replicated,
+        )
+
+    def __call__(self, variables, teacher_vars, model, teacher) -> dict[str, jax.Array]:
+        config = self._run.config
+        totals = None
+        for local in data.eval_stream(
+            config.dataset,
+            global_batch_size=config.eval_batch_size,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            dtype=config.dtype,
+        ):
+            batch = _to_global(local, self._run.batch_sharded)
+            sums = self._step(variables, batch, teacher_vars, model, teacher)
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        return totals
+
+
+class _DeviceEval:
+    """Sums of eval_step over the eval split, uploaded once (uint8, padded to whole
+    batches): one dispatch per evaluation, a lax.scan over the batches."""
+
+    def __init__(self, run: Run):
+        config, info = run.config, run.info
+        images, labels = data.load_arrays(config.dataset, info.eval_split)
+        host = device_input.padded_eval_batches(images, labels, config.eval_batch_size)
+        sharding = NamedSharding(run.mesh, P(None, DATA_AXIS))
+        self._batches = {
+            k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in host.items()
+        }
+
+        def sums(variables, batches, teacher_vars, model, teacher):
+            def body(carry, batch):
+                batch = jax.lax.with_sharding_constraint(batch, run.batch_sharded)
+                image = device_input.normalize(batch["image"], info.mean, info.std, config.dtype)
+                batch = {**batch, "image": image}
+                return carry, eval_step(
+                    variables, batch, teacher_vars, model=model, teacher=teacher
+                )
+
+            _, per_batch = jax.lax.scan(body, None, batches)
+            return jax.tree.map(lambda x: jnp.sum(x, axis=0), per_batch)
+
+        self._sums = jax.jit(sums, static_argnums=(3, 4), out_shardings=run.replicated)
+
+    def __call__(self, variables, teacher_vars, model, teacher) -> dict[str, jax.Array]:
+        return self._sums(variables, self._batches, teacher_vars, model, teacher)
+
+
+def _means(totals: dict[str, jax.Array]) -> dict[str, float]:
+    """Per-example means from eval sums (their "count" entry is the number of examples)."""
     totals = jax.device_get(totals)
     count = float(totals.pop("count"))
     return {k: float(v) / count for k, v in totals.items()}

@@ -176,3 +176,19 @@ def test_bfloat16_compute_keeps_float32_parameters_and_losses(tmp_path):
     losses = events.read_scalars(str(tmp_path))["train/loss"]
     assert [step for step, _ in losses] == [2, 4]
     assert all(np.isfinite(value) for _, value in losses)
+
+
+def test_on_device_evaluation_equals_host_evaluation():
+    config = digits_config(eval_batch_size=128)  # 397 examples: 4 batches, the last padded
+    run = train.validate(config)
+    student = jax.jit(lambda: train.initial_state(run))().variables
+    teacher_model = run.student
+    teacher = jax.jit(lambda: train.initial_state(train.validate(digits_config(seed=1))))()
+    args = (student, teacher.variables, run.student, teacher_model)
+    host = jax.device_get(train._HostEval(run)(*args))
+    device = jax.device_get(train._DeviceEval(run)(*args))
+    assert host.keys() == device.keys() == {"count", "top1", "top5", "agreement", "teacher_kl"}
+    assert int(host["count"]) == int(device["count"]) == 397
+    for key in ("top1", "top5", "agreement"):
+        assert int(host[key]) == int(device[key]), key
+    np.testing.assert_allclose(host["teacher_kl"], device["teacher_kl"], rtol=1e-5)
