@@ -40,14 +40,7 @@ import numpy as np
 from jax.sharding import Sharding
 
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def _output_dtype(dtype: str):
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
+from figkd_jax.models import compute_dtype
 
 
 def _pad_crop_flip_spec(info: DatasetInfo) -> PadCropFlip:
@@ -100,7 +93,7 @@ def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array
     """
     scale = np.float32(1 / (255 * np.asarray(std)))
     shift = np.float32(-np.asarray(mean) / np.asarray(std))
-    return (images.astype(jnp.float32) * scale + shift).astype(_output_dtype(dtype))
+    return (images.astype(jnp.float32) * scale + shift).astype(compute_dtype(dtype))
 
 
 # --------------------------------------------------------------------------

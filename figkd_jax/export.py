@@ -32,12 +32,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from figkd_jax import checkpoints, data
+from figkd_jax import checkpoints, data, models
 
 INFERENCE_FILE = "inference.jaxexport"
 DESCRIPTION_FILE = "export.json"
 PLATFORMS = ("cpu", "cuda")
-_COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def _read_run_config(workdir: str) -> dict[str, Any]:
@@ -64,10 +63,12 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
     step, meta = checkpoints.select(directory, which)
     info = data.get_info(config["dataset.name"])
     compute_dtype = config.get("dtype", "float32")
-    if compute_dtype not in _COMPUTE_DTYPES:
-        raise ValueError(f"config dtype={compute_dtype!r}; valid: {', '.join(_COMPUTE_DTYPES)}")
     model, variables = checkpoints.restore_model(
-        directory, step, meta, image_shape=info.image_shape, dtype=_COMPUTE_DTYPES[compute_dtype]
+        directory,
+        step,
+        meta,
+        image_shape=info.image_shape,
+        dtype=models.compute_dtype(compute_dtype),
     )
 
     evaluation = _evaluation_of(meta, step)

@@ -326,17 +326,15 @@ def validate(config, info: data.DatasetInfo | None = None) -> Run:
         config=config,
         info=info,
         mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
-        student=models.create(config.model, num_classes=info.num_classes, dtype=_dtype(config)),
+        student=models.create(
+            config.model, num_classes=info.num_classes, dtype=models.compute_dtype(config.dtype)
+        ),
         objective=objective,
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * config.num_epochs,
         schedule=schedule,
         tx=make_optimizer(config, schedule),
     )
-
-
-def _dtype(config):
-    return jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
 
 
 def load_teacher(run: Run) -> Teacher | None:
@@ -374,7 +372,7 @@ def load_teacher(run: Run) -> Teacher | None:
             step,
             meta,
             image_shape=run.info.image_shape,
-            dtype=_dtype(config),
+            dtype=models.compute_dtype(config.dtype),
             sharding=run.replicated,
         )
     except Exception as e:  # orbax raises several types for tree mismatches

@@ -76,6 +76,7 @@ __all__ = [
     "ShuffleNetV1",
     "ShuffleNetV2",
     "WideResNet",
+    "compute_dtype",
     "count_params",
     "create",
     "input_style",
@@ -126,6 +127,16 @@ def _registry() -> dict[str, tuple[_Builder, InputStyle]]:
 
 
 _MODELS = _registry()
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    """The activation dtype of a config's ``dtype`` name ("float32" or "bfloat16")."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {name!r}")
+    return COMPUTE_DTYPES[name]
 
 
 def names() -> list[str]:
