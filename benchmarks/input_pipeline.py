@@ -3,8 +3,16 @@
 Synthetic splits of the real shapes stand in for the prepared records, so nothing needs to
 be downloaded: uint8 arrays for the fixed-resolution datasets (cifar100 at its real size,
 tiny_imagenet at 50,000 of its 100,000 images to spare memory; digits is the real embedded
-data) and, for the fine-grained datasets, smooth synthetic JPEGs of a typical source size
-(500x375, quality 90), decoded on the fly as the real ones are. Example:
+data) and, for the fine-grained datasets, smooth synthetic JPEGs (quality 90) of a typical
+source size of each (``SOURCE_SIZES``), as many as the real splits hold.
+
+Each fine-grained dataset is run both ways, side by side: decoding the JPEGs every epoch
+(``dataset.decode_once=False``) and decoding them once into host memory (the default,
+``figkd_jax.data.decoded``). "first epoch" is the stream's start-up (for the cache, decoding
+the whole split) plus one epoch at the measured rate; "eval first" is a whole first pass
+including its start-up; "cache" is the host memory the decoded splits take. A second table
+measures how far the cached crops are from the reference's (crops of the original JPEG)
+on two photographs, per canvas size. Example:
 
     python benchmarks/input_pipeline.py --datasets cifar100 stanford_dogs --steps 50
 """
@@ -21,18 +29,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ml_collections
 import numpy as np
 import PIL.Image
+import tensorflow as tf
 
 from figkd_jax import data
-from figkd_jax.data import pipeline, sources
+from figkd_jax.data import augment, decoded, pipeline, sources
 
 _MAX_FIXED_EXAMPLES = 50_000
-_JPEG_SIZE = (500, 375)  # width, height
 _DISTINCT_JPEGS = 64
 
+SOURCE_SIZES = {  # (width, height) of a typical source image
+    # Most CUB images are 500 pixels on their longer side.
+    "caltech_birds2011": (500, 375),
+    # ImageNet photographs: TFDS stores the 20,580 images in 745 MiB, about 37 kB each.
+    "stanford_dogs": (500, 375),
+    # Larger photographs: the 15,620 images take about 2.4 GB, about 150 kB each.
+    "mit67": (640, 480),
+    # Assumed, not measured from the archive.
+    "stanford40": (400, 300),
+}
+_FIDELITY_CACHE_SIZES = (224, 256, 320, 448)
+_FIDELITY_SOURCE = (500, 375)
 
-def _smooth_jpeg(rng: np.random.Generator) -> bytes:
+
+def _smooth_jpeg(rng: np.random.Generator, size: tuple[int, int]) -> bytes:
     """A JPEG with the size and entropy of a photo rather than of white noise."""
-    width, height = _JPEG_SIZE
+    width, height = size
     y, x = np.mgrid[0:height, 0:width] / max(width, height)
     phases = rng.uniform(0, 2 * np.pi, 3)
     frequency = rng.uniform(2, 12)
@@ -52,7 +73,7 @@ def synthetic_split(info: data.DatasetInfo, num_examples: int) -> sources.Split:
     if info.fixed_resolution:
         images = rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8)
     else:
-        jpegs = [_smooth_jpeg(rng) for _ in range(_DISTINCT_JPEGS)]
+        jpegs = [_smooth_jpeg(rng, SOURCE_SIZES[info.name]) for _ in range(_DISTINCT_JPEGS)]
         images = np.array([jpegs[i % len(jpegs)] for i in range(num_examples)], dtype=object)
     return sources.Split(images, labels)
 
@@ -67,15 +88,33 @@ def images_per_second(batches, batch_size: int, steps: int, warmup: int) -> floa
     return steps * batch_size / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def stand_in_splits(info: data.DatasetInfo, num_train: int, num_eval: int):
+    """Serve synthetic train and eval splits wherever the pipeline loads one."""
+    splits = {
+        info.train_split: synthetic_split(info, num_train),
+        info.eval_split: synthetic_split(info, num_eval),
+    }
+    load = lambda config, split: splits[split]
+    with (
+        mock.patch.object(pipeline, "load_split", load),
+        mock.patch.object(decoded, "load_split", load),
+    ):
+        decoded.decoded_train_split.cache_clear()
+        decoded.decoded_eval_images.cache_clear()
+        yield
+        decoded.decoded_train_split.cache_clear()
+        decoded.decoded_eval_images.cache_clear()
+
+
 def benchmark(name: str, batch_size: int, steps: int) -> tuple[float, float]:
-    """(train, eval) images per second of dataset ``name``."""
+    """(train, eval) images per second of fixed-resolution dataset ``name``."""
     info = data.get_info(name)
     config = ml_collections.ConfigDict({"name": name})
     if name == "digits":
         stand_in = contextlib.nullcontext()
     else:
-        limit = _MAX_FIXED_EXAMPLES if info.fixed_resolution else info.num_train
-        split = synthetic_split(info, min(info.num_train, limit))
+        split = synthetic_split(info, min(info.num_train, _MAX_FIXED_EXAMPLES))
         stand_in = mock.patch.object(pipeline, "load_split", lambda *_: split)
     with stand_in:
         train = data.train_stream(config, global_batch_size=batch_size, seed=0)
@@ -86,19 +125,156 @@ def benchmark(name: str, batch_size: int, steps: int) -> tuple[float, float]:
     return train_rate, eval_rate
 
 
-def main() -> None:
+def benchmark_fine_grained(
+    name: str, decode_once: bool, batch_size: int, steps: int, num_train: int, num_eval: int
+) -> dict[str, float]:
+    """Start-up, first epoch, throughputs and cache size of one path of dataset ``name``."""
+    info = data.get_info(name)
+    config = ml_collections.ConfigDict({"name": name, "decode_once": decode_once})
+    cache_size = sources.resolve(config).cache_size
+    with stand_in_splits(info, num_train, num_eval):
+        start = time.perf_counter()
+        train = data.train_stream(config, global_batch_size=batch_size, seed=0)
+        next(train)
+        startup = time.perf_counter() - start
+        train_rate = images_per_second(train, batch_size, steps, warmup=4)
+        del train
+        start = time.perf_counter()
+        evaluation = data.eval_stream(config, global_batch_size=batch_size)
+        for _ in evaluation:
+            pass
+        eval_first = time.perf_counter() - start
+        eval_steps = min(steps, len(evaluation) - 2)
+        eval_rate = images_per_second(iter(evaluation), batch_size, eval_steps, warmup=1)
+    cache = (
+        decoded.train_cache_bytes(info.num_train, cache_size)
+        + decoded.eval_cache_bytes(info.num_eval, info.augment)
+        if decode_once
+        else 0
+    )
+    return {
+        "first_epoch": startup * info.num_train / num_train + info.num_train / train_rate,
+        "train": train_rate,
+        "eval_first": eval_first * info.num_eval / num_eval,
+        "eval": eval_rate,
+        "cache_gib": cache / 2**30,
+    }
+
+
+def _photographs() -> list[tf.Tensor]:
+    """sklearn's two sample photographs (427x640) resized to a CUB-like 500x375, uint8."""
+    from sklearn.datasets import load_sample_image
+
+    width, height = _FIDELITY_SOURCE
+    return [
+        tf.cast(
+            tf.round(tf.image.resize(load_sample_image(f), [height, width], antialias=True)),
+            tf.uint8,
+        )
+        for f in ("china.jpg", "flower.jpg")
+    ]
+
+
+def jpeg_reencoding_difference() -> float:
+    """Mean absolute difference (grey levels) a JPEG quality-90 re-encoding makes: a yardstick."""
+    differences = [
+        tf.reduce_mean(
+            tf.abs(
+                tf.cast(tf.io.decode_jpeg(tf.io.encode_jpeg(p, quality=90)), tf.float32)
+                - tf.cast(p, tf.float32)
+            )
+        )
+        for p in _photographs()
+    ]
+    return float(np.mean(differences))
+
+
+def crop_fidelity(cache_sizes, num_crops: int) -> dict[int, float]:
+    """Mean absolute difference (grey levels) of cached crops to the reference's, per size."""
+    spec = data.get_info("caltech_birds2011").augment
+    photos = _photographs()
+    draws = np.random.default_rng(0).random((num_crops, augment.RESIZED_CROP_FLIP_DRAWS))
+    draws[:, -1] = 1.0  # no flip: the reference below does not flip
+    errors = {}
+    for cache_size in cache_sizes:
+        differences = []
+        for photo in photos:
+            canvas = decoded.to_canvas(tf.io.encode_png(photo), cache_size)[0]
+            size = tf.shape(photo)[:2]
+            for row in tf.constant(draws, tf.float32):
+                box = augment.sample_resized_crop(row, size[0], size[1], spec.scale, spec.ratio)
+                reference = augment.resized_crop(photo, *box, spec.crop_size)
+                rows, cols = decoded.sample_grid(row, size, spec, cache_size)
+                crop = decoded.bilinear_crops(
+                    canvas[None], [0], rows[None], cols[None], 1.0, 0.0, tf.float32
+                )[0]
+                differences.append(float(tf.reduce_mean(tf.abs(crop - reference))))
+        errors[cache_size] = float(np.mean(differences))
+    return errors
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=data.names(), choices=data.names())
     parser.add_argument("--steps", type=int, default=50, help="timed batches per pipeline")
     parser.add_argument("--batch_size", type=int, default=64)
-    args = parser.parse_args()
-    print(f"CPU cores: {os.cpu_count()}, batch size {args.batch_size}, {args.steps} steps")
-    print("| dataset | image shape | train img/s | eval img/s |")
-    print("|---|---|---|---|")
-    for name in args.datasets:
-        train_rate, eval_rate = benchmark(name, args.batch_size, args.steps)
-        shape = "x".join(map(str, data.get_info(name).image_shape))
-        print(f"| {name} | {shape} | {train_rate:,.0f} | {eval_rate:,.0f} |", flush=True)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 128 synthetic images per fine-grained split, 3 steps, 8 crops",
+    )
+    args = parser.parse_args(argv)
+    steps, batch_size = (3, 16) if args.quick else (args.steps, args.batch_size)
+    print(f"CPU cores: {os.cpu_count()}, batch size {batch_size}, {steps} steps")
+    fixed = [n for n in args.datasets if data.get_info(n).fixed_resolution]
+    if fixed:
+        print("| dataset | image shape | train img/s | eval img/s |")
+        print("|---|---|---|---|")
+        for name in fixed:
+            train_rate, eval_rate = benchmark(name, batch_size, steps)
+            shape = "x".join(map(str, data.get_info(name).image_shape))
+            print(f"| {name} | {shape} | {train_rate:,.0f} | {eval_rate:,.0f} |", flush=True)
+    fine = [n for n in args.datasets if not data.get_info(n).fixed_resolution]
+    if fine:
+        print(
+            "\n| dataset | source | path | cache GiB | first epoch s | train img/s "
+            "| eval first s | eval img/s |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+    for name in fine:
+        info = data.get_info(name)
+        num_train = 128 if args.quick else info.num_train
+        num_eval = 128 if args.quick else info.num_eval
+        source = "x".join(map(str, SOURCE_SIZES[name]))
+        results = {}
+        for decode_once, path in ((False, "every epoch"), (True, "decoded once")):
+            r = benchmark_fine_grained(name, decode_once, batch_size, steps, num_train, num_eval)
+            results[path] = r
+            print(
+                f"| {name} | {source} | {path} | {r['cache_gib']:.2f} | {r['first_epoch']:,.0f} "
+                f"| {r['train']:,.0f} | {r['eval_first']:,.0f} | {r['eval']:,.0f} |",
+                flush=True,
+            )
+        old, new = results["every epoch"], results["decoded once"]
+        print(
+            f"| {name} | | ratio | | {old['first_epoch'] / new['first_epoch']:.1f}x "
+            f"| {new['train'] / old['train']:.1f}x | | {new['eval'] / old['eval']:.1f}x |",
+            flush=True,
+        )
+    if fine:
+        num_crops = 8 if args.quick else 150
+        errors = crop_fidelity(_FIDELITY_CACHE_SIZES, num_crops)
+        width, height = _FIDELITY_SOURCE
+        print(
+            f"\nCached crops against the reference's (two {width}x{height} photographs, "
+            f"{num_crops} crops each): mean absolute difference in grey levels of 255"
+        )
+        print("| canvas | MB per image | difference |")
+        print("|---|---|---|")
+        for cache_size, error in errors.items():
+            megabytes = decoded.train_cache_bytes(1, cache_size) / 1e6
+            print(f"| {cache_size} | {megabytes:.2f} | {error:.2f} |")
+        print(f"| (JPEG quality-90 re-encoding) | | {jpeg_reencoding_difference():.2f} |")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from figkd_jax.data import augment
+from figkd_jax.data import augment, decoded
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
 from figkd_jax.data.sources import Split, load_split, resolve
 
@@ -182,6 +182,8 @@ def train_stream(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+    elif config.decode_once:
+        batches = _decoded_crop_batches(elements, config, info, local_batch, out_dtype)
     else:
         batches = elements.map(
             _resized_crop_example_fn(split, info, out_dtype),
@@ -228,6 +230,35 @@ def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
     return augment_example
 
 
+def _decoded_crop_batches(elements, config, info: DatasetInfo, local_batch: int, out_dtype):
+    """Train batches cropped from the decoded split (``figkd_jax.data.decoded``).
+
+    Per example, the draws give the crop's sampling grid on the canvas; per batch, one
+    compiled call gathers, interpolates and normalises.
+    """
+    split = decoded.decoded_train_split(config, config.train_split, config.cache_size)
+    spec = info.augment
+    scale = tf.constant(1 / (255 * np.asarray(info.std)), tf.float32)  # augment.normalize's
+    shift = tf.constant(-np.asarray(info.mean) / np.asarray(info.std), tf.float32)
+
+    def grid(element):
+        size = tf.gather(split.sizes, element["index"])
+        rows, cols = decoded.sample_grid(element["draws"], size, spec, config.cache_size)
+        return {"index": tf.cast(element["index"], tf.int32), "rows": rows, "cols": cols}
+
+    def crop_batch(grids):
+        images = decoded.bilinear_crops(
+            split.canvases, grids["index"], grids["rows"], grids["cols"], scale, shift, out_dtype
+        )
+        return {"image": images, "label": tf.gather(split.labels, grids["index"])}
+
+    return (
+        elements.map(grid, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(local_batch, drop_remainder=True)
+        .map(crop_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    )
+
+
 class EvalStream:
     """Re-iterable eval batches: each pass yields every example of the split exactly once.
 
@@ -246,7 +277,14 @@ class EvalStream:
         config = resolve(data_config)
         self._info = get_info(config.name)
         split = load_split(config, config.eval_split)
-        self._images, self._labels = tf.constant(split.images), tf.constant(split.labels)
+        # Decoded once, the fine-grained images are uint8 crops, evaluated as fixed-size ones.
+        self._decoded = not self._info.fixed_resolution and config.decode_once
+        self._images = (
+            decoded.decoded_eval_images(config, config.eval_split, self._info.augment)
+            if self._decoded
+            else tf.constant(split.images)
+        )
+        self._labels = tf.constant(split.labels)
         self.num_examples = len(split.labels)
         self._global_batch = global_batch_size
         self._first_position = process_index * self._local_batch
@@ -266,7 +304,11 @@ class EvalStream:
                 "mask": positions < self.num_examples,
             }
         )
-        if self._info.fixed_resolution:
+        if self._decoded:
+            batches = elements.batch(self._local_batch).map(
+                self._decoded_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        elif self._info.fixed_resolution:
             batches = elements.batch(self._local_batch).map(
                 self._normalize_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
@@ -279,6 +321,19 @@ class EvalStream:
     def _normalize_batch(self, elements):
         images = tf.gather(self._images, elements["index"])
         return self._finish(images, elements["index"], elements["mask"])
+
+    def _decoded_batch(self, elements):
+        info = self._info
+        image = decoded.normalized_images(
+            self._images,
+            elements["index"],
+            elements["mask"],
+            tf.constant(1 / (255 * np.asarray(info.std)), tf.float32),  # augment.normalize's
+            tf.constant(-np.asarray(info.mean) / np.asarray(info.std), tf.float32),
+            self._out_dtype,
+        )
+        label = tf.where(elements["mask"], tf.gather(self._labels, elements["index"]), 0)
+        return {"image": image, "label": label, "mask": elements["mask"]}
 
     def _resize_crop_example(self, element):
         spec = self._info.augment
