@@ -95,16 +95,10 @@ def stand_in_splits(info: data.DatasetInfo, num_train: int, num_eval: int):
         info.train_split: synthetic_split(info, num_train),
         info.eval_split: synthetic_split(info, num_eval),
     }
-    load = lambda config, split: splits[split]
-    with (
-        mock.patch.object(pipeline, "load_split", load),
-        mock.patch.object(decoded, "load_split", load),
-    ):
-        decoded.decoded_train_split.cache_clear()
-        decoded.decoded_eval_images.cache_clear()
+    with mock.patch.object(pipeline, "load_split", lambda config, split: splits[split]):
         yield
-        decoded.decoded_train_split.cache_clear()
-        decoded.decoded_eval_images.cache_clear()
+    decoded.decoded_train_split.cache_clear()  # free the memory for the next dataset
+    decoded.decoded_eval_images.cache_clear()
 
 
 def benchmark(name: str, batch_size: int, steps: int) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import tensorflow as tf
 from figkd_jax.data import augment
 
 
-def _torchvision_resized_crop_params(draws, height, width, scale, ratio):
+def torchvision_resized_crop_params(draws, height, width, scale, ratio):
     """torchvision RandomResizedCrop.get_params, with its random numbers taken from draws."""
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -66,7 +66,7 @@ def test_resized_crop_params_match_torchvision(height, width):
     draws = np.random.default_rng(height).random((60, augment.RESIZED_CROP_FLIP_DRAWS))
     for row in draws:
         got = augment.sample_resized_crop(tf.constant(row), height, width, scale, ratio)
-        expected = _torchvision_resized_crop_params(row, height, width, scale, ratio)
+        expected = torchvision_resized_crop_params(row, height, width, scale, ratio)
         assert tuple(int(v) for v in got) == expected
         top, left, h, w = expected
         assert 0 <= top <= height - h and 0 <= left <= width - w

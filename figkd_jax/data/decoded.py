@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from figkd_jax.data import augment
 from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip
-from figkd_jax.data.sources import DataConfig, load_split
+from figkd_jax.data.sources import Split
 
 _CHANNELS = 3
 _BUILD_BATCH = 256
@@ -144,10 +144,29 @@ def _decode_all(encoded: np.ndarray, decode, shapes: dict) -> dict[str, tf.Tenso
     return {key: tf.constant(values) for key, values in decoded.items()}
 
 
-@functools.lru_cache(maxsize=1)  # the train split of one run
-def decoded_train_split(config: DataConfig, split: str, cache_size: int) -> DecodedTrainSplit:
-    """Decode every image of ``split`` once into a canvas (``to_canvas``); cached per process."""
-    loaded = load_split(config, split)
+def _remember_last(function):
+    """Memoise the last call ``function(split, *args)``, keyed on the split object itself.
+
+    ``sources.load_split`` returns the same object for the same split while it caches it, so
+    a run (or a sweep) decodes once, and a split loaded anew is decoded anew. Only the last
+    result is kept: a cache is the size of a dataset.
+    """
+    last = {}
+
+    @functools.wraps(function)
+    def remembered(split: Split, *args):
+        if last.get("split") is not split or last.get("args") != args:
+            last.clear()  # free the old cache before building the new one
+            last.update(split=split, args=args, value=function(split, *args))
+        return last["value"]
+
+    remembered.cache_clear = last.clear
+    return remembered
+
+
+@_remember_last
+def decoded_train_split(loaded: Split, cache_size: int) -> DecodedTrainSplit:
+    """Decode every image of a loaded split once into a canvas (``to_canvas``)."""
 
     def decode(encoded):
         canvas, size = to_canvas(encoded, cache_size)
@@ -164,12 +183,12 @@ def decoded_train_split(config: DataConfig, split: str, cache_size: int) -> Deco
     return DecodedTrainSplit(decoded["canvas"], decoded["size"], tf.constant(loaded.labels))
 
 
-@functools.lru_cache(maxsize=1)  # the eval split of one run
-def decoded_eval_images(config: DataConfig, split: str, spec: ResizedCropFlip) -> tf.Tensor:
-    """uint8 [N, crop, crop, 3]: every eval image's ``eval_crop``, computed once per process."""
+@_remember_last
+def decoded_eval_images(loaded: Split, spec: ResizedCropFlip) -> tf.Tensor:
+    """uint8 [N, crop, crop, 3]: every eval image's ``eval_crop``, computed once."""
     shape = (spec.crop_size, spec.crop_size, _CHANNELS)
     return _decode_all(
-        load_split(config, split).images,
+        loaded.images,
         lambda encoded: {"image": eval_crop(encoded, spec)},
         {"image": (shape, np.uint8)},
     )["image"]

@@ -183,7 +183,7 @@ def train_stream(
             deterministic=True,
         )
     elif config.decode_once:
-        batches = _decoded_crop_batches(elements, config, info, local_batch, out_dtype)
+        batches = _decoded_crop_batches(elements, split, config, info, local_batch, out_dtype)
     else:
         batches = elements.map(
             _resized_crop_example_fn(split, info, out_dtype),
@@ -230,13 +230,15 @@ def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
     return augment_example
 
 
-def _decoded_crop_batches(elements, config, info: DatasetInfo, local_batch: int, out_dtype):
+def _decoded_crop_batches(
+    elements, loaded: Split, config, info: DatasetInfo, local_batch: int, out_dtype
+):
     """Train batches cropped from the decoded split (``figkd_jax.data.decoded``).
 
     Per example, the draws give the crop's sampling grid on the canvas; per batch, one
     compiled call gathers, interpolates and normalises.
     """
-    split = decoded.decoded_train_split(config, config.train_split, config.cache_size)
+    split = decoded.decoded_train_split(loaded, config.cache_size)
     spec = info.augment
     scale = tf.constant(1 / (255 * np.asarray(info.std)), tf.float32)  # augment.normalize's
     shift = tf.constant(-np.asarray(info.mean) / np.asarray(info.std), tf.float32)
@@ -280,7 +282,7 @@ class EvalStream:
         # Decoded once, the fine-grained images are uint8 crops, evaluated as fixed-size ones.
         self._decoded = not self._info.fixed_resolution and config.decode_once
         self._images = (
-            decoded.decoded_eval_images(config, config.eval_split, self._info.augment)
+            decoded.decoded_eval_images(split, self._info.augment)
             if self._decoded
             else tf.constant(split.images)
         )
