@@ -183,6 +183,16 @@ def test_memory_budget():
     assert decoded.available_host_bytes() > 0
 
 
+def test_check_host_memory_before_training(monkeypatch):
+    data.check_host_memory(ml_collections.ConfigDict({"name": "digits"}))  # nothing decoded
+    data.check_host_memory(_config(decode_once=False))  # nothing decoded, nothing read
+    monkeypatch.setattr(decoded, "prepared_info", lambda _: INFO)
+    monkeypatch.setattr(decoded, "available_host_bytes", lambda: 4 * 2**30)
+    with pytest.raises(ValueError, match=r"the decoded caltech_birds2011 splits need 2\.5 GiB"):
+        data.check_host_memory(_config())
+    data.check_host_memory(_config(cache_size=64))  # 0.9 GiB, mostly the eval crops
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [

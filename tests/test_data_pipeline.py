@@ -207,6 +207,8 @@ def test_config_errors_and_defaults():
         "manual_dir": None,
         "train_split": None,
         "eval_split": None,
+        "decode_once": None,
+        "cache_size": None,
     }
     data.check_prepared(config)
     assert data.prepared_info(config) == data.get_info("digits")

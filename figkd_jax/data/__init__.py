@@ -5,6 +5,7 @@ Datasets: ``digits`` (embedded, no download), ``cifar100``, ``tiny_imagenet``,
 are documented in ``figkd_jax.data.sources``.
 """
 
+from figkd_jax.data.decoded import check_host_memory
 from figkd_jax.data.pipeline import (
     EvalStream,
     TrainStream,
@@ -28,6 +29,7 @@ __all__ = [
     "PadCropFlip",
     "ResizedCropFlip",
     "TrainStream",
+    "check_host_memory",
     "check_prepared",
     "default_data_config",
     "eval_stream",

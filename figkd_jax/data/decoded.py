@@ -39,8 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from figkd_jax.data import augment
-from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip
-from figkd_jax.data.sources import Split
+from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip, get_info
+from figkd_jax.data.sources import Split, prepared_info, resolve
 
 _CHANNELS = 3
 _BUILD_BATCH = 256
@@ -84,6 +84,14 @@ def check_fits(info: DatasetInfo, cache_size: int, available: int | None = None)
             f"(twice that while building) but {available / 2**30:.1f} GiB are available: set "
             f"dataset.cache_size below {cache_size} or dataset.decode_once=False"
         )
+
+
+def check_host_memory(data_config) -> None:
+    """``check_fits`` for a data config, at its prepared split sizes; a no-op where nothing is
+    decoded once (fixed-resolution datasets, ``decode_once=False``). Run it before training."""
+    config = resolve(data_config)
+    if not get_info(config.name).fixed_resolution and config.decode_once:
+        check_fits(prepared_info(data_config), config.cache_size)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,11 @@ an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of 
 batch B, so the global batch does not depend on the number of processes.
 
 Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
-split), the others one example at a time (decode, crop, resize); both run in tf.data maps
-with ``deterministic=True``, followed by prefetching.
+split). The fine-grained ones are decoded once into host memory (``figkd_jax.data.decoded``):
+each example's draws give its crop's sampling grid, and a batch of crops is one compiled
+gather-and-interpolate; with ``decode_once=False`` they are decoded, cropped and resized one
+example at a time, every epoch. All run in tf.data maps with ``deterministic=True``, followed
+by prefetching. Both fine-grained paths use the same draws for the same crops and flips.
 """
 
 import contextlib
