@@ -193,7 +193,7 @@ def crop_fidelity(cache_sizes, num_crops: int) -> dict[int, float]:
     for cache_size in cache_sizes:
         differences = []
         for photo in photos:
-            canvas = decoded.to_canvas(tf.io.encode_png(photo), cache_size)[0]
+            canvas = decoded.to_canvas(tf.io.encode_png(photo).numpy(), cache_size)[0]
             size = tf.shape(photo)[:2]
             for row in tf.constant(draws, tf.float32):
                 box = augment.sample_resized_crop(row, size[0], size[1], spec.scale, spec.ratio)

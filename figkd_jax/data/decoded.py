@@ -1,20 +1,21 @@
 """Fine-grained splits decoded once into uint8 host memory, and their random-resized crops.
 
 Decoding a JPEG and resizing it with antialiasing costs a few milliseconds per image, every
-epoch; the train splits hold only 4k-12k images. So each image is decoded once:
+epoch; the train splits hold only 4k-12k images. So each image is decoded once, with PIL (as
+torchvision loads images), on all cores, when the stream is made:
 
-- train: resized (bilinear, antialiased) to a square uint8 *canvas* of ``cache_size`` pixels
-  a side, whatever its aspect ratio, and its original (height, width) kept. Every epoch's
-  crop is chosen in the original image's pixel coordinates by torchvision's
+- train: resized (PIL's antialiased bilinear) to a square uint8 *canvas* of ``cache_size``
+  pixels a side, whatever its aspect ratio, and its original (height, width) kept. Every
+  epoch's crop is chosen in the original image's pixel coordinates by torchvision's
   ``RandomResizedCrop.get_params`` (``augment.sample_resized_crop``, the same function and
   draws as the decode-every-epoch path), mapped onto the canvas, and sampled bilinearly at
   the output's pixel centres; the flip reverses the sampled columns. A batch of crops is one
   XLA-compiled gather-and-interpolate, normalisation included.
-- eval: the deterministic ``Resize(256) + CenterCrop(224)`` image, rounded to uint8 as PIL's
-  is, computed once; an eval pass only normalises.
+- eval: torchvision's ``Resize(256) + CenterCrop(224)`` of the PIL image, computed once; an
+  eval pass only gathers and normalises.
 
 Where the train crops deviate from torchvision's (crop of the original, PIL bilinear resize
-with antialiasing), and by how much on photographs (``benchmarks/input_pipeline.py``):
+with antialiasing), and by how much (``benchmarks/input_pipeline.py`` measures it):
 
 - source pixels: the canvas holds the image at ``cache_size / side`` of its resolution per
   axis (e.g. 0.64 x 0.85 for a 500x375 image at 320), so crops smaller than the output have
@@ -23,19 +24,28 @@ with antialiasing), and by how much on photographs (``benchmarks/input_pipeline.
   output's pixel centres only (at most ``cache_size / crop_size`` = 1.43 canvas pixels apart
   at 320);
 - otherwise the geometry is the reference's: same boxes, half-pixel centres, samples clamped
-  to the crop's edge pixels as PIL clamps. At full resolution and for crops smaller than the
-  output (upsampling), the pixels equal the reference's up to float rounding.
+  to the crop's edge pixels as PIL clamps. From a full-resolution canvas, crops smaller than
+  the output (upsampling) are the reference pixels up to float rounding.
 
-Measured on two 500x375 photographs over 300 crops each, the mean absolute difference to the
-reference is 1.9 grey levels (of 255) at 320 (2.7 at 256, 1.3 at 448), less than a JPEG
-quality-90 re-encoding of the same photographs changes them (2.3).
+On two 500x375 photographs, over 150 crops each, the mean absolute difference to the
+reference is 1.6-1.9 grey levels (of 255) at 320 (2.3-2.7 at 256, 0.9-1.3 at 448), less
+than a JPEG quality-90 re-encoding changes the photographs (2.3-2.5). The decode-every-epoch
+path decodes with TensorFlow, whose JPEG pixels differ from PIL's by about 1 grey level on
+average (up to 7, in chroma).
+
+Memory (``train_cache_bytes`` + ``eval_cache_bytes``, at 320): CUB-200 2.5 GiB, Stanford
+Dogs 4.6 GiB, MIT-67 1.7 GiB, Stanford-40 1.9 GiB of host memory; ``check_host_memory``
+refuses, before training, a cache that would not fit.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
+import io
 import os
 
 import numpy as np
+import PIL.Image
 import tensorflow as tf
 
 from figkd_jax.data import augment
@@ -43,7 +53,6 @@ from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip, get_info
 from figkd_jax.data.sources import Split, prepared_info, resolve
 
 _CHANNELS = 3
-_BUILD_BATCH = 256
 
 
 def train_cache_bytes(num_examples: int, cache_size: int) -> int:
@@ -108,47 +117,52 @@ class DecodedTrainSplit:
     labels: tf.Tensor
 
 
-def to_canvas(encoded: tf.Tensor, cache_size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """JPEG/PNG bytes -> (uint8 [S, S, 3] canvas, int32 [2] original height and width)."""
-    image = augment.decode_image(encoded)
-    canvas = tf.image.resize(image, [cache_size, cache_size], method="bilinear", antialias=True)
-    return _to_uint8(canvas), tf.shape(image)[:2]
+def to_canvas(encoded: bytes, cache_size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Image bytes -> (uint8 [S, S, 3] canvas, the original (height, width)).
+
+    PIL decodes (grayscale expanded, alpha dropped) and resizes with its antialiased bilinear
+    filter, the resize torchvision applies to PIL images.
+    """
+    image = _decode(encoded)
+    canvas = image.resize((cache_size, cache_size), PIL.Image.Resampling.BILINEAR)
+    return np.asarray(canvas), (image.height, image.width)
 
 
-def eval_crop(encoded: tf.Tensor, spec: ResizedCropFlip) -> tf.Tensor:
-    """JPEG/PNG bytes -> uint8 [crop, crop, 3]: ``augment.resize_center_crop``, rounded."""
-    image = augment.resize_center_crop(
-        augment.decode_image(encoded), spec.eval_resize, spec.crop_size
+def eval_crop(encoded: bytes, spec: ResizedCropFlip) -> np.ndarray:
+    """Image bytes -> uint8 [crop, crop, 3]: torchvision's ``Resize(eval_resize)`` and
+    ``CenterCrop(crop_size)`` of the PIL image (``augment.resize_center_crop``'s geometry)."""
+    image = _decode(encoded)
+    short, long = sorted((image.width, image.height))
+    resized_long = int(spec.eval_resize * long / short)  # truncated, as torchvision
+    width, height = (
+        (spec.eval_resize, resized_long)
+        if image.width <= image.height
+        else (resized_long, spec.eval_resize)
     )
-    image.set_shape([spec.crop_size, spec.crop_size, _CHANNELS])
-    return _to_uint8(image)
+    image = image.resize((width, height), PIL.Image.Resampling.BILINEAR)
+    top = round((height - spec.crop_size) / 2)  # half to even, as torchvision
+    left = round((width - spec.crop_size) / 2)
+    return np.asarray(image.crop((left, top, left + spec.crop_size, top + spec.crop_size)))
 
 
-def _to_uint8(image: tf.Tensor) -> tf.Tensor:
-    # Bilinear weights are convex, but antialiasing kernels sum to 1 only up to rounding.
-    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+def _decode(encoded: bytes) -> PIL.Image.Image:
+    with PIL.Image.open(io.BytesIO(encoded)) as image:
+        return image.convert("RGB")
 
 
 def _decode_all(encoded: np.ndarray, decode, shapes: dict) -> dict[str, tf.Tensor]:
-    """Map ``decode`` (bytes -> {key: uint8/int32 tensor}) over the images in parallel.
-
-    Returns tensors (immutable), filled through one host array each that is then released.
-    """
+    """Run ``decode(bytes) -> {key: array}`` on every image, on all cores (PIL releases the
+    GIL while it decodes and resizes), into one tensor per key, in split order."""
     decoded = {
         key: np.empty((len(encoded), *shape), dtype) for key, (shape, dtype) in shapes.items()
     }
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(encoded)
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(_BUILD_BATCH)
-        .prefetch(1)
-    )
-    start = 0
-    for batch in dataset.as_numpy_iterator():
-        stop = start + len(batch[next(iter(shapes))])
-        for key, values in batch.items():
-            decoded[key][start:stop] = values
-        start = stop
+
+    def fill(index):
+        for key, value in decode(encoded[index]).items():
+            decoded[key][index] = value
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        list(pool.map(fill, range(len(encoded))))  # list(): raise the first error
     return {key: tf.constant(values) for key, values in decoded.items()}
 
 
