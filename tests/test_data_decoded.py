@@ -198,6 +198,18 @@ def test_check_host_memory_before_training(monkeypatch):
     data.check_host_memory(_config(cache_size=64))  # 0.9 GiB, mostly the eval crops
 
 
+def test_trainer_refuses_a_cache_that_cannot_fit_before_touching_the_workdir(monkeypatch, tmp_path):
+    from figkd_jax import run_setup, train
+    from tests.train_worker import digits_config
+
+    config = digits_config()
+    config.dataset.update(name="caltech_birds2011", cache_size=100_000)  # 167 TiB
+    monkeypatch.setattr(decoded, "prepared_info", lambda _: INFO)
+    with pytest.raises(run_setup.ConfigError, match=r"config\.dataset: the decoded caltech_"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     "fields, message",
     [
