@@ -39,12 +39,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Every check that can fail on a user's mistake runs before the workdir
     # is touched: config, data, teacher, and the workdir's own config.
     run_setup.build_run(config)
-    try:  # the data fields; fine-grained splits decoded once must fit in host memory
-        data.check_host_memory(config.dataset)
-    except ValueError as e:
+    try:  # bad data fields, or decoded fine-grained splits too large for host memory
+        data.check_prepared(config.dataset)
+        info = data.prepared_info(config.dataset)
+        data.check_host_memory(config.dataset, info)
+    except ValueError as e:  # a dataset not prepared raises FileNotFoundError
         raise ConfigError(f"config.dataset: {e}") from None
-    data.check_prepared(config.dataset)
-    run = run_setup.build_run(config, data.prepared_info(config.dataset))
+    run = run_setup.build_run(config, info)
     teacher = run_setup.load_teacher(run)
     changed = workdir_lib.changed_fields(config, workdir)
     if changed and config.on_changed_config == "refuse":

@@ -189,13 +189,13 @@ def test_memory_budget():
 
 
 def test_check_host_memory_before_training(monkeypatch):
-    data.check_host_memory(ml_collections.ConfigDict({"name": "digits"}))  # nothing decoded
-    data.check_host_memory(_config(decode_once=False))  # nothing decoded, nothing read
-    monkeypatch.setattr(decoded, "prepared_info", lambda _: INFO)
     monkeypatch.setattr(decoded, "available_host_bytes", lambda: 4 * 2**30)
+    digits = ml_collections.ConfigDict({"name": "digits"})
+    data.check_host_memory(digits, data.get_info("digits"))  # nothing decoded
+    data.check_host_memory(_config(decode_once=False), INFO)  # nothing decoded
     with pytest.raises(ValueError, match=r"the decoded caltech_birds2011 splits need 2\.5 GiB"):
-        data.check_host_memory(_config())
-    data.check_host_memory(_config(cache_size=64))  # 0.9 GiB, mostly the eval crops
+        data.check_host_memory(_config(), INFO)
+    data.check_host_memory(_config(cache_size=64), INFO)  # 0.9 GiB, mostly the eval crops
 
 
 def test_trainer_refuses_a_cache_that_cannot_fit_before_touching_the_workdir(monkeypatch, tmp_path):
@@ -204,7 +204,8 @@ def test_trainer_refuses_a_cache_that_cannot_fit_before_touching_the_workdir(mon
 
     config = digits_config()
     config.dataset.update(name="caltech_birds2011", cache_size=100_000)  # 167 TiB
-    monkeypatch.setattr(decoded, "prepared_info", lambda _: INFO)
+    monkeypatch.setattr(sources, "check_prepared", lambda _: None)
+    monkeypatch.setattr(sources, "prepared_info", lambda _: INFO)
     with pytest.raises(run_setup.ConfigError, match=r"config\.dataset: the decoded caltech_"):
         train.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()

@@ -49,8 +49,8 @@ import PIL.Image
 import tensorflow as tf
 
 from figkd_jax.data import augment
-from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip, get_info
-from figkd_jax.data.sources import Split, prepared_info, resolve
+from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip
+from figkd_jax.data.sources import Split, resolve
 
 _CHANNELS = 3
 
@@ -95,12 +95,13 @@ def check_fits(info: DatasetInfo, cache_size: int, available: int | None = None)
         )
 
 
-def check_host_memory(data_config) -> None:
-    """``check_fits`` for a data config, at its prepared split sizes; a no-op where nothing is
-    decoded once (fixed-resolution datasets, ``decode_once=False``). Run it before training."""
+def check_host_memory(data_config, info: DatasetInfo) -> None:
+    """``check_fits`` for a data config, at the split sizes of ``info`` (``prepared_info``); a
+    no-op where nothing is decoded once (fixed-resolution datasets, ``decode_once=False``).
+    The trainer runs it before training."""
     config = resolve(data_config)
-    if not get_info(config.name).fixed_resolution and config.decode_once:
-        check_fits(prepared_info(data_config), config.cache_size)
+    if not info.fixed_resolution and config.decode_once:
+        check_fits(info, config.cache_size)
 
 
 @dataclasses.dataclass(frozen=True)
