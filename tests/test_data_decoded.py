@@ -181,8 +181,8 @@ def test_memory_budget():
     with pytest.raises(ValueError) as raised:
         decoded.check_fits(info, 320, available=8 * 2**30)
     assert str(raised.value) == (
-        "the decoded stanford_dogs splits need 4.6 GiB of host memory (twice that while "
-        "building) but 8.0 GiB are available: set dataset.cache_size below 320 or "
+        "the decoded stanford_dogs splits need 4.6 GiB of host memory, with room for the rest "
+        "twice that, but 8.0 GiB are available: set dataset.cache_size below 320 or "
         "dataset.decode_once=False"
     )
     assert decoded.available_host_bytes() > 0

@@ -80,8 +80,8 @@ def available_host_bytes() -> int:
 def check_fits(info: DatasetInfo, cache_size: int, available: int | None = None) -> None:
     """Raise ValueError (one line) unless both decoded splits of ``info`` fit in host memory.
 
-    ``info`` carries the split sizes (``prepared_info``). Building a split briefly holds its
-    cache twice (host array and tensor), hence the factor 2 in the test.
+    ``info`` carries the split sizes (``prepared_info``). The factor 2 in the test leaves
+    room for the encoded splits, the batches in flight and the model's host copies.
     """
     needed = train_cache_bytes(info.num_train, cache_size) + eval_cache_bytes(
         info.num_eval, info.augment
@@ -89,9 +89,9 @@ def check_fits(info: DatasetInfo, cache_size: int, available: int | None = None)
     available = available_host_bytes() if available is None else available
     if 2 * needed > available:
         raise ValueError(
-            f"the decoded {info.name} splits need {needed / 2**30:.1f} GiB of host memory "
-            f"(twice that while building) but {available / 2**30:.1f} GiB are available: set "
-            f"dataset.cache_size below {cache_size} or dataset.decode_once=False"
+            f"the decoded {info.name} splits need {needed / 2**30:.1f} GiB of host memory, "
+            f"with room for the rest twice that, but {available / 2**30:.1f} GiB are available: "
+            f"set dataset.cache_size below {cache_size} or dataset.decode_once=False"
         )
 
 
@@ -113,8 +113,8 @@ class DecodedTrainSplit:
     labels: int32 [N].
     """
 
-    canvases: tf.Tensor
-    sizes: tf.Tensor
+    canvases: tf.Variable
+    sizes: tf.Variable
     labels: tf.Tensor
 
 
@@ -151,11 +151,16 @@ def _decode(encoded: bytes) -> PIL.Image.Image:
         return image.convert("RGB")
 
 
-def _decode_all(encoded: np.ndarray, decode, shapes: dict) -> dict[str, tf.Tensor]:
+def _decode_all(encoded: np.ndarray, decode, shapes: dict) -> dict[str, tf.Variable]:
     """Run ``decode(bytes) -> {key: array}`` on every image, on all cores (PIL releases the
-    GIL while it decodes and resizes), into one tensor per key, in split order."""
+    GIL while it decodes and resizes), into one array per key, in split order.
+
+    The arrays become TensorFlow variables without a copy (DLPack, from 64-byte aligned host
+    buffers as TensorFlow requires); tf.data and XLA functions read a variable in place,
+    where a captured constant tensor would be copied: the cache is held once.
+    """
     decoded = {
-        key: np.empty((len(encoded), *shape), dtype) for key, (shape, dtype) in shapes.items()
+        key: _aligned_empty((len(encoded), *shape), dtype) for key, (shape, dtype) in shapes.items()
     }
 
     def fill(index):
@@ -164,7 +169,17 @@ def _decode_all(encoded: np.ndarray, decode, shapes: dict) -> dict[str, tf.Tenso
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         list(pool.map(fill, range(len(encoded))))  # list(): raise the first error
-    return {key: tf.constant(values) for key, values in decoded.items()}
+    return {
+        key: tf.Variable(tf.experimental.dlpack.from_dlpack(values.__dlpack__()), trainable=False)
+        for key, values in decoded.items()
+    }
+
+
+def _aligned_empty(shape, dtype, alignment: int = 64) -> np.ndarray:
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(size + alignment, np.uint8)
+    offset = -raw.ctypes.data % alignment
+    return raw[offset : offset + size].view(dtype).reshape(shape)
 
 
 def _remember_last(function):
@@ -207,7 +222,7 @@ def decoded_train_split(loaded: Split, cache_size: int) -> DecodedTrainSplit:
 
 
 @_remember_last
-def decoded_eval_images(loaded: Split, spec: ResizedCropFlip) -> tf.Tensor:
+def decoded_eval_images(loaded: Split, spec: ResizedCropFlip) -> tf.Variable:
     """uint8 [N, crop, crop, 3]: every eval image's ``eval_crop``, computed once."""
     shape = (spec.crop_size, spec.crop_size, _CHANNELS)
     return _decode_all(
