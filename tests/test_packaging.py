@@ -75,3 +75,24 @@ def test_required_packages():
     assert ("report", _extras.REPORT_PACKAGES) in _extras.required_packages("figkd_jax.plots")
     with pytest.raises(_extras.MissingExtraError, match=r"figkd_jax\[torch\]"):
         _extras.require("torch", "no_such_package_for_figkd_jax")
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["figkd_jax.export", "figkd_jax.report", "figkd_jax.convert_torch", "figkd_jax.data.prepare"],
+)
+def test_help_names_the_module_and_imports_no_tensorflow(module):
+    done = _python(
+        "import runpy\n"
+        "sys.argv = ['-m', '--help']\n"
+        "try:\n"
+        f"    runpy.run_module({module!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)",
+        hidden=(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m {module} ")
+    assert "``" not in done.stdout  # plain text, not reStructuredText
+    assert done.stdout.strip().endswith("tensorflow imported: False")
