@@ -107,7 +107,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.optim.lr_decay_rate = 0.1
 
     config.num_epochs = 240
-    # Global batch size over all devices and processes.
+    # Global batch size over all devices and processes. An epoch is
+    # num_train // batch_size full batches of a fresh shuffle; the remainder is left out
+    # (CIFAR-100: 781 steps, where the reference's loader has 782, the last of 16 images).
     config.batch_size = 64
     # Batch size of evaluation (padded and masked: no example is dropped).
     config.eval_batch_size = 256

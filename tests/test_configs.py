@@ -1,4 +1,4 @@
-"""Every benchmark config of protocol.md instantiates and traces one train step."""
+"""Every benchmark config of docs/protocol.md instantiates and traces one train step."""
 
 import importlib
 
