@@ -37,7 +37,7 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
 
     `arg` keys: ``student`` (required), ``teacher`` (required unless
     ``method=ce``), ``method`` (default ``ce``: train `student` alone, e.g. a
-    teacher), ``seed``.
+    teacher, or, with a teacher, a sweep's base config), ``seed``.
     """
     fields = parse_arg(arg)
     unknown = set(fields) - {"student", "teacher", "method", "seed"}
@@ -58,7 +58,8 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
     config.seed = int(fields.get("seed", 0))
     base_learning_rate = config.optim.learning_rate
     config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
-    if method != "ce":
+    # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).
+    if method != "ce" or teacher is not None:
         if (teacher, student) not in known:
             raise ValueError(
                 f"teacher={teacher}, student={student} is not a {dataset} benchmark pair; "

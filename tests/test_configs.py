@@ -90,7 +90,7 @@ def test_reference_hyperparameters_per_pair():
 
 
 def test_a_sweep_trains_the_teacher_under_the_teachers_protocol():
-    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv1,method=kd")
+    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv1")  # as in the README
     config.sweep.train_teacher = True
     config.sweep.methods = ("ce", "kd")
     runs = dict(sweep.plan(config))
