@@ -150,7 +150,7 @@ def test_two_processes_compute_what_one_process_computes(tmp_path):
             str(tmp_path / f"multi{i}.npz"),
             2,
             "--max_steps",
-            "12",
+            PARALLEL_STEPS,
             "--coordinator",
             f"127.0.0.1:{port}",
             "--num_processes",

@@ -16,7 +16,7 @@ import sys
 # Modules that need nothing beyond jax and numpy.
 LIBRARY_MODULES = frozenset(
     {
-        "figkd_jax._extras",
+        "figkd_jax.extras",
         "figkd_jax.wavelets",
         "figkd_jax.losses",
         "figkd_jax.diagnostics",
