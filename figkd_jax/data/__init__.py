@@ -12,7 +12,14 @@ from figkd_jax.data.pipeline import (
     steps_per_epoch,
     train_stream,
 )
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, ResizedCropFlip, get_info, names
+from figkd_jax.data.registry import (
+    DatasetInfo,
+    PadCropFlip,
+    ResizedCropFlip,
+    RotateFlip,
+    get_info,
+    names,
+)
 from figkd_jax.data.sources import (
     DatasetNotPreparedError,
     check_prepared,
@@ -27,6 +34,7 @@ __all__ = [
     "EvalStream",
     "PadCropFlip",
     "ResizedCropFlip",
+    "RotateFlip",
     "TrainStream",
     "check_prepared",
     "default_data_config",
