@@ -44,7 +44,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, train
+from figkd_jax import data, device_input, methods, models, train
+from figkd_jax.data import pipeline
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -181,10 +182,11 @@ def synthetic_input(run: train.Run) -> tuple[dict, dict]:
         "image": rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8),
         "label": rng.integers(0, info.num_classes, num_examples).astype(np.int32),
     }
-    host_plan = {
-        "index": rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
-        "draws": rng.random((steps, batch, 3), dtype=np.float32),
-    }
+    host_plan = device_input.plan_from_draws(
+        info,
+        rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
+        rng.random((steps, batch, pipeline.draws_per_example(info)), dtype=np.float32),
+    )
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 
