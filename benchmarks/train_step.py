@@ -164,7 +164,9 @@ def random_teacher(run: train.Run, seed: int = 1):
     if not methods.get(config.method.name).needs_teacher:
         return None, None
     model = models.create(
-        config.teacher.model, num_classes=run.info.num_classes, dtype=train._dtype(config)
+        config.teacher.model,
+        num_classes=run.info.num_classes,
+        dtype=models.compute_dtype(config.dtype),
     )
     images = np.zeros((1, *run.info.image_shape), np.float32)
     init = lambda: model.init(jax.random.key(seed, impl="rbg"), images, train=False)
