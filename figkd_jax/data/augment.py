@@ -81,20 +81,21 @@ def rotate_flip(images: tf.Tensor, affine: tf.Tensor, flips: tf.Tensor) -> tf.Te
     outside the image are 0 (in pixel space, before normalisation, as torchvision's fill), and
     the result is mirrored left-right where flips[b].
     """
-    height, width = images.shape[1], images.shape[2]
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
     rows = tf.range(height)[None, :, None]
     cols = tf.range(width)[None, None, :]
     # Mirroring the rotated image = reading it at the mirrored column.
     cols = tf.where(flips[:, None, None], width - 1 - cols, cols)
     a = [affine[:, k, None, None] for k in range(6)]
-    src_cols = tf.bitwise.right_shift(a[2] + cols * a[0] + rows * a[1], rotation.FIXED_POINT_BITS)
-    src_rows = tf.bitwise.right_shift(a[5] + cols * a[3] + rows * a[4], rotation.FIXED_POINT_BITS)
+    # Row and column terms [B, H, 1] + [B, 1, W]: the integers of PIL's accumulation.
+    src_cols = tf.bitwise.right_shift((a[2] + rows * a[1]) + cols * a[0], rotation.FIXED_POINT_BITS)
+    src_rows = tf.bitwise.right_shift((a[5] + rows * a[4]) + cols * a[3], rotation.FIXED_POINT_BITS)
     inside = (src_cols >= 0) & (src_cols < width) & (src_rows >= 0) & (src_rows < height)
-    index = tf.stack(
-        [tf.clip_by_value(src_rows, 0, height - 1), tf.clip_by_value(src_cols, 0, width - 1)], -1
-    )
-    pixels = tf.gather_nd(images, index, batch_dims=1)
-    return tf.where(inside[..., None], pixels, tf.zeros_like(pixels))
+    # Pixels from outside read an appended zero pixel (the fill) in one flat gather per example.
+    fill_index = height * width
+    flat_index = tf.where(inside, src_rows * width + src_cols, fill_index)
+    flat_images = tf.pad(tf.reshape(images, [-1, fill_index, channels]), [[0, 0], [0, 1], [0, 0]])
+    return tf.gather(flat_images, flat_index, batch_dims=1)
 
 
 def sample_resized_crop(draws: tf.Tensor, height: tf.Tensor, width: tf.Tensor, scale, ratio):
