@@ -260,6 +260,7 @@ def test_published_numbers_of_a_model_alone_agree_across_pairs():
     assert report.reference_top1("cifar100", None, "mobilenetv2", "ce") == 64.60
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "figkd") is None
     assert report.reference_top1("tiny_imagenet", "vgg13", "vgg8", "figkd") == 64.52
+    assert report.reference_top1("tiny_imagenet", "resnet18", "mobilenetv2_tin", "kd") == 58.35
     assert report.reference_top1("stanford_dogs", None, "resnet34_imagenet", "ce") == 69.28
 
 
