@@ -193,8 +193,9 @@ def batch_at(
 
     Args:
       arrays: {"image": uint8 [N, H, W, C], "label": int32 [N]} (``DeviceDataset.arrays``).
-      plan: the plan of epoch ``step // S`` (``epoch_plan``, S = its number of rows); the
-        caller keeps them consistent, since a traced step cannot be checked.
+      plan: the plan of epoch ``step // S`` (``epoch_plan``, S = its number of rows; with
+        "affine" for a rotating dataset); the caller keeps them consistent, since a traced step
+        cannot be checked.
       step: global step (int or int32 scalar, may be traced).
       info: the dataset's description (augmentation, mean, std).
       dtype: "float32" or "bfloat16", the image dtype.
