@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, protocol, train
+from figkd_jax import data, device_input, methods, models, protocol, train
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -163,7 +163,9 @@ def random_teacher(run: train.Run, seed: int = 1):
     if not methods.get(config.method.name).needs_teacher:
         return None, None
     model = models.create(
-        config.teacher.model, num_classes=run.info.num_classes, dtype=train._dtype(config)
+        config.teacher.model,
+        num_classes=run.info.num_classes,
+        dtype=models.compute_dtype(config.dtype),
     )
     images = np.zeros((1, *run.info.image_shape), np.float32)
     init = lambda: model.init(jax.random.key(seed, impl="rbg"), images, train=False)
@@ -181,10 +183,12 @@ def synthetic_input(run: train.Run) -> tuple[dict, dict]:
         "image": rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8),
         "label": rng.integers(0, info.num_classes, num_examples).astype(np.int32),
     }
-    host_plan = {
-        "index": rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
-        "draws": rng.random((steps, batch, 3), dtype=np.float32),
-    }
+    host_plan = device_input.plan_from_draws(
+        info,
+        rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
+        # 3 draws per example: as many as pad-crop-flip reads, more than rotate-flip's 2.
+        rng.random((steps, batch, 3), dtype=np.float32),
+    )
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from figkd_jax import data, device_input, run_setup, steps
-from figkd_jax.data import augment, pipeline, sources
+from figkd_jax.data import augment, pipeline, rotation, sources
 from figkd_jax.models.layers import BatchNorm
 from tests.tolerances import assert_close_after_steps
 from tests.train_worker import digits_config
@@ -116,6 +116,38 @@ def test_mock_cifar_batches_equal_the_tf_stream(monkeypatch, dtype):
     # bfloat16: the float32 values may differ in their last bit, so a rounding may too.
     tolerance = 1e-6 if dtype == "float32" else 2**-7
     _assert_same_as_tf(ours, list(itertools.islice(stream, 5)), tolerance)
+
+
+def test_rotation_equals_the_tf_rotation_for_the_same_draws():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (48, 9, 12, 3), dtype=np.uint8)
+    draws = rng.random((48, rotation.ROTATE_FLIP_DRAWS), dtype=np.float32)
+    draws[:2] = [[0.0, 0.2], [np.nextafter(np.float32(1), 0), 0.7]]
+    info = dataclasses.replace(
+        data.get_info("tiny_imagenet"), image_shape=(9, 12, 3), augment=data.RotateFlip(30, True)
+    )
+    plan = device_input.plan_from_draws(info, np.arange(48).reshape(1, 48), draws[None])
+    affine, flips = augment.sample_rotate_flip(tf.constant(draws), 30.0, True, 9, 12)
+    np.testing.assert_array_equal(plan["affine"][0], affine.numpy())
+    np.testing.assert_array_equal(device_input.sample_flips(jnp.asarray(draws), True), flips)
+    ours = jax.jit(device_input.rotate_flip)(images, plan["affine"][0], flips.numpy())
+    # Exact: the same integer coefficients and int32 arithmetic on both paths.
+    np.testing.assert_array_equal(ours, augment.rotate_flip(images, affine, flips).numpy())
+
+
+def test_mock_tiny_imagenet_batches_equal_the_tf_stream(monkeypatch):
+    info = data.get_info("tiny_imagenet")
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (40, *info.image_shape), dtype=np.uint8)
+    labels = rng.integers(0, info.num_classes, 40).astype(np.int32)
+    monkeypatch.setattr(pipeline, "load_split", lambda *_: sources.Split(images, labels))
+    config = ml_collections.ConfigDict({"name": "tiny_imagenet"})
+    stream = data.train_stream(config, global_batch_size=16, seed=5)
+    dataset = device_input.DeviceDataset.from_arrays(
+        images, labels, info, seed=5, global_batch_size=16, sharding=REPLICATED
+    )
+    ours = _device_batches(dataset, 3)  # two steps per epoch: into the second epoch
+    _assert_same_as_tf(ours, list(itertools.islice(stream, 3)), atol=1e-6)
 
 
 def test_offsets_are_uniform_and_independent_and_flips_fair():
