@@ -185,6 +185,9 @@ def make_step(setting: TorchSetting, device: torch.device):
         raise ValueError(f"dtype must be float32 or bfloat16, got {setting.dtype!r}")
     if setting.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {setting.mode!r}")
+    # The same initial weights in every setting of the pair: the first-step losses of float32
+    # and bfloat16 are then comparable.
+    torch.manual_seed(0)
     teacher = TORCH_MODELS[setting.teacher](info.num_classes)
     student = TORCH_MODELS[setting.student](info.num_classes)
     teacher = teacher.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
