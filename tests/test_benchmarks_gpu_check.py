@@ -70,6 +70,7 @@ def test_gpu_check_table_rows_ratios_bf16_verdicts_and_skips():
         _record("torch eager", "float32", 10, 0.020, 4.6),
         _record("torch eager", "bfloat16", 10, 0.015, 5.0),  # 8.7% off float32: FAIL
         {"job": _record("jax", "float32", 50, 0, 0)["job"], "skipped": "budget (expected 40 s)"},
+        {"check": "on-device batches", "ok": True, "message": "gpu batches equal cpu's"},
         {"job": _record("jax", "kd", 1, 0, 0)["job"], "error": "RuntimeError: boom"},
     ]
     lines = gpu_check.table(records, epochs=240, num_train=50_000)
@@ -93,6 +94,7 @@ def test_gpu_check_table_rows_ratios_bf16_verdicts_and_skips():
         "float32: 2.00x the JAX step time" in lines
     )
     assert any(line.startswith("skipped (budget (expected 40 s)): jax") for line in lines)
+    assert "OK on-device batches: gpu batches equal cpu's" in lines
     assert any(
         line.startswith("FAILED: jax") and line.endswith("RuntimeError: boom") for line in lines
     )
@@ -191,4 +193,5 @@ def test_gpu_check_quick_runs_without_tensorflow(tmp_path, without_tf):
     assert table.count("| jax |") == 4 and table.count("| torch eager |") == 2
     assert "OK bf16 vs float32: jax" in table and "ratio torch eager / jax" in table
     rows = [json.loads(line) for line in (tmp_path / gpu_check.ROWS_FILE).read_text().splitlines()]
-    assert len(rows) == 6 and all("step_s" in row for row in rows)
+    assert rows[0] == {"check": "on-device batches", "ok": True, "message": rows[0]["message"]}
+    assert len(rows) == 7 and all("step_s" in row for row in rows[1:])
