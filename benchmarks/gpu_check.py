@@ -105,10 +105,11 @@ def jobs(quick: bool, framework: str) -> list[Job]:
                     job("jax", "figkd", "bfloat16", 1),
                     job("jax", "figkd", "float32", 50),
                     job("jax", "figkd", "bfloat16", 50),
-                    job("jax", "kd", "bfloat16", 50),
+                    # K steps take their FLOPs from the 1-step program: one compile less.
                     job("jax", "kd", "float32", 1),
+                    job("jax", "kd", "float32", 50),
                 ]
-                leftovers += [job("jax", "kd", "float32", 50), job("jax", "kd", "bfloat16", 1)]
+                leftovers += [job("jax", "kd", "bfloat16", 1), job("jax", "kd", "bfloat16", 50)]
             else:
                 queue += [job("torch eager", "figkd", d, 10) for d in ("float32", "bfloat16")]
                 queue += [job("torch compile", "figkd", d, 10) for d in ("bfloat16", "float32")]
@@ -395,13 +396,20 @@ def parse_args(argv=None):
         default=150,
         help="seconds of the budget kept for PyTorch (JAX stops starting settings before)",
     )
-    parser.add_argument("--timed_steps", type=int, default=100, help="timed steps per setting")
+    parser.add_argument(
+        "--timed_steps", type=int, default=None, help="timed steps per setting (100; quick: 10)"
+    )
     parser.add_argument("--out", default=os.environ.get("OUT") or None, help="output folder")
     parser.add_argument("--epochs", type=int, default=240, help="full-protocol estimate")
     # Internal: run one framework's queue in this process (the check starts it).
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.timed_steps is None:
+        args.timed_steps = 10 if args.quick else 100
+    if args.timed_steps < 1:
+        parser.error("--timed_steps must be >= 1")
+    return args
 
 
 def worker(args) -> int:
