@@ -28,7 +28,7 @@ def without_tf(tmp_path_factory):
     for name in ("tensorflow", "tensorflow_datasets"):
         (folder / name).mkdir()
         (folder / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError('No module named {name!r} (hidden by the test)')\n"
+            f'raise ModuleNotFoundError("No module named {name!r} (hidden by the test)")\n'
         )
     return str(folder)
 
