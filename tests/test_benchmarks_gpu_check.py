@@ -190,8 +190,8 @@ def test_gpu_check_quick_runs_without_tensorflow(tmp_path, without_tf):
     assert result.stdout.startswith("== versions\npython ")
     assert "tensorflow: not importable (No module named 'tensorflow' (hidden" in result.stdout
     table = (tmp_path / gpu_check.TABLE_FILE).read_text()
-    assert table.count("| jax |") == 4 and table.count("| torch eager |") == 2
+    assert table.count("| jax |") == 3 and table.count("| torch eager |") == 2
     assert "OK bf16 vs float32: jax" in table and "ratio torch eager / jax" in table
     rows = [json.loads(line) for line in (tmp_path / gpu_check.ROWS_FILE).read_text().splitlines()]
     assert rows[0] == {"check": "on-device batches", "ok": True, "message": rows[0]["message"]}
-    assert len(rows) == 7 and all("step_s" in row for row in rows[1:])
+    assert len(rows) == 6 and all("step_s" in row for row in rows[1:])
