@@ -17,7 +17,7 @@ import scipy.stats
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import device_input, train
+from figkd_jax import device_input, run_setup, steps
 from figkd_jax.data import digits
 from figkd_jax.data.registry import get_info
 from figkd_jax.models.layers import BatchNorm
@@ -61,11 +61,11 @@ def _random_plan(num_examples, global_batch_size, seed=0):
     """A plan of ``epoch_plan``'s form (a random order cut into batches, random draws), made
     with NumPy for the tests that do not check the plan itself."""
     rng = np.random.default_rng(seed)
-    steps = num_examples // global_batch_size
-    order = rng.permutation(num_examples)[: steps * global_batch_size].astype(np.int32)
+    num_steps = num_examples // global_batch_size
+    order = rng.permutation(num_examples)[: num_steps * global_batch_size].astype(np.int32)
     return {
-        "index": order.reshape(steps, global_batch_size),
-        "draws": rng.random((steps, global_batch_size, 3), dtype=np.float32),
+        "index": order.reshape(num_steps, global_batch_size),
+        "draws": rng.random((num_steps, global_batch_size, 3), dtype=np.float32),
     }
 
 
@@ -263,7 +263,7 @@ def test_scanned_train_steps_equal_single_jitted_steps():
     config.method.name = "figkd"
     config.teacher.model = "resnet8"  # validated, then replaced by a tiny net
     config.teacher.checkpoint = "unused"
-    run = train.validate(config)
+    run = run_setup.build_run(config)
     run = dataclasses.replace(run, student=_TinyNet(num_classes=10))
     teacher = _TinyNet(num_classes=10)
     teacher_variables = teacher.init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)), train=False)
@@ -275,21 +275,21 @@ def test_scanned_train_steps_equal_single_jitted_steps():
         sharding=REPLICATED,
     )
     plan = jax.device_put(_random_plan(dataset.num_examples, 16), REPLICATED)
-    step_fn = lambda state, batch: train.make_train_step(run, teacher)(
+    step_fn = lambda state, batch: steps.make_train_step(run, teacher)(
         state, batch, teacher_variables
     )
     batch_fn = lambda step: device_input.batch_at(dataset.arrays, plan, step, info=dataset.info)
     num_steps = 4
 
     single = jax.jit(lambda state: step_fn(state, batch_fn(state.step)))
-    state = train.initial_state(run)
+    state = run_setup.initial_state(run)
     single_metrics = []
     for _ in range(num_steps):
         state, metrics = single(state)
         single_metrics.append(metrics["loss"])
 
     scanned = jax.jit(lambda state: device_input.scan_train_steps(step_fn, state, batch_fn, 4))
-    scanned_state, scanned_metrics = scanned(train.initial_state(run))
+    scanned_state, scanned_metrics = scanned(run_setup.initial_state(run))
 
     assert int(scanned_state.step) == int(state.step) == num_steps
     assert scanned_metrics["loss"].shape == (num_steps,)
