@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Rehearses the GPU check here, as the lent GPU machine will run it, on the CPU.
 #
-#   bash scripts/rehearse_gpu_check.sh        # about 2 minutes once the environment exists
+#   bash scripts/rehearse_gpu_check.sh   # 4.5 min on 2 busy shared cores, +40 s the first time
 #
 # The environment mirrors the lent machine (the device tool's KINDS.md) as far as this machine
 # allows: a virtual environment .venv-rehearsal of Python 3.12 with jax and jaxlib 0.11.2 (the
 # machine's; CPU here), the newest flax, optax and orbax-checkpoint, and numpy, scipy,
 # scikit-learn, pytest, PyYAML, absl-py and etils; no TensorFlow, no ml-collections, no torch
 # (no CPU wheel of it for Python 3.12 is offered here: the PyTorch rows are left out, and
-# tests/test_benchmarks_gpu_check.py runs them in the project's environment). It is made once,
+# tests/test_benchmarks_*.py run them in the project's environment). It is made once,
 # from PyPI. Then `QUICK=1 benchmarks/gpu_check.sh` runs in it with no network at all (a new
 # network namespace, `unshare --net`, when this user may make one), pip pointed at nothing
 # (PIP_NO_INDEX=1, no config file, no find-links), and the wheels of .whl/
