@@ -47,7 +47,6 @@ sys.path.insert(0, ROOT)
 
 TABLE_FILE = "gpu_check_table.md"
 ROWS_FILE = "gpu_check_rows.jsonl"
-BF16_LOSS_TOLERANCE = 2e-2  # as benchmarks/train_step.py's --check_bf16
 PAIRS = (("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"))
 # Seconds a setting of each kind is assumed to take until one has been timed (GPU compiles of
 # the larger pair; the guard then uses the longest seen).
@@ -305,8 +304,8 @@ def table(records: list[dict], *, epochs: int, num_train: int) -> list[str]:
 
     timed = [r for r in records if "step_s" in r]
     devices = sorted({r["device"] for r in timed})
-    # FLOPs of a step are the framework's and dtype's business only in rounding: PyTorch rows
-    # use XLA's count of the same pair, method and batch.
+    # A step's arithmetic does not depend on the framework: PyTorch rows use XLA's FLOPs of
+    # the same pair, method and batch.
     flops = {
         (_pair(r["job"]), r["job"]["method"], r["job"]["batch_size"]): r["flops"]
         for r in timed
@@ -340,7 +339,10 @@ def table(records: list[dict], *, epochs: int, num_train: int) -> list[str]:
 
 
 def comparisons(timed: list[dict]) -> list[str]:
-    """bfloat16 vs float32 first-step losses ("OK"/"FAIL" lines) and PyTorch/JAX ratios."""
+    """bfloat16 vs float32 first-step losses ("OK"/"FAIL" lines, ``train_step``'s tolerance)
+    and PyTorch/JAX ratios."""
+    from benchmarks.train_step import BF16_LOSS_TOLERANCE
+
     key = lambda job, **change: json.dumps({**job, **change}, sort_keys=True)
     by_job = {key(r["job"]): r for r in timed}
     lines = []
