@@ -18,7 +18,6 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from figkd_jax import device_input, run_setup, steps
-from figkd_jax.data import digits
 from figkd_jax.data.registry import get_info
 from figkd_jax.models.layers import BatchNorm
 from tests.train_worker import digits_config
@@ -267,8 +266,14 @@ def test_scanned_train_steps_equal_single_jitted_steps():
     run = dataclasses.replace(run, student=_TinyNet(num_classes=10))
     teacher = _TinyNet(num_classes=10)
     teacher_variables = teacher.init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)), train=False)
+    # scikit-learn's digits, read here rather than through figkd_jax.data.digits, which the
+    # package's import guard (figkd_jax._extras) ties to TensorFlow like the rest of data/.
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
     dataset = device_input.DeviceDataset.from_arrays(
-        *digits.load_split("train"),
+        (bunch.images[:1400, :, :, None] * 15).astype(np.uint8),
+        bunch.target[:1400].astype(np.int32),
         get_info("digits"),
         seed=0,
         global_batch_size=16,
