@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rehearses the GPU check here, as the lent GPU machine will run it, on the CPU.
 #
-#   bash scripts/rehearse_gpu_check.sh   # 4.5 min on 2 busy shared cores, +40 s the first time
+#   bash scripts/rehearse_gpu_check.sh   # ~1 min of CPU; 4.5-9 min on 2 busy shared cores
 #
 # The environment mirrors the lent machine (the device tool's KINDS.md) as far as this machine
 # allows: a virtual environment .venv-rehearsal of Python 3.12 with jax and jaxlib 0.11.2 (the
