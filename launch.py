@@ -36,6 +36,9 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except Exception as e:  # flags.Error, and whatever a config file or an override raises
         print(f"error: {_one_line(e, argv)}", file=sys.stderr)
         sys.exit(2)
+    if len(rest) > 1:
+        print(f"error: unexpected arguments {rest[1:]}: all arguments are --flags", file=sys.stderr)
+        sys.exit(2)
     return rest
 
 
@@ -76,8 +79,7 @@ def _quiet_library_info(record) -> bool:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # _parse_flags refuses positional arguments
     logging.get_absl_handler().addFilter(_quiet_library_info)
     import jax
 

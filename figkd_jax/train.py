@@ -1,9 +1,10 @@
 """Teacher and student training: `train_and_evaluate(config, workdir)`.
 
-The loop: build the run and restore the frozen teacher (`run_setup`), resume from the
-workdir's latest checkpoint (`workdir`), feed the pure train step (`steps`) from the host or
-the device (`feeds`), evaluate and checkpoint every epoch, log to the console and TensorBoard,
-and stop cleanly on a preemption notice. Sweeps of several runs live in `figkd_jax.sweep`.
+The loop: build the run and restore the frozen teacher (`run_setup`), lock the workdir
+(`workdir_lock`), resume from the workdir's newest intact checkpoint (`workdir`), feed the
+pure train step (`steps`) from the host or the device (`feeds`), evaluate and checkpoint
+every epoch, log to the console and TensorBoard, and stop cleanly on a preemption notice.
+Sweeps of several runs live in `figkd_jax.sweep`.
 
 The teacher is kept in eval mode, never differentiated and never written into the student's
 checkpoints.

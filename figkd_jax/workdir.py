@@ -1,8 +1,9 @@
 """A run's workdir: its config, checkpoints of the training state, and results.
 
 Layout of ``<workdir>``: ``config.json`` (the flat config), ``checkpoints/`` (orbax: the
-student's variables, the optimiser state, and a JSON meta with the history), TensorBoard
-event files, and ``results.json`` (written by process 0 after every epoch).
+student's variables, the optimiser state, and a JSON meta with the history; damaged steps set
+aside as ``<step>.damaged-<time>``), TensorBoard event files, ``results.json`` (written by
+process 0 after every epoch) and, while a launch runs, ``lock.json`` (`workdir_lock`).
 """
 
 from __future__ import annotations
