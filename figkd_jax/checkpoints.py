@@ -20,8 +20,6 @@ never restored, overwritten or pruned again, and stays for inspection.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import inspect
 import os
 import sys
@@ -168,32 +166,33 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
 
 
-@contextlib.contextmanager
-def quiet_abandoned_reads():
-    """Silences the reads orbax abandons when a restore fails.
+def silence_abandoned_reads() -> None:
+    """Keeps the reads that orbax abandons when a restore fails off stderr (idempotent).
 
     Orbax runs a restore's reads in an event loop that it closes as soon as one
     read fails; each read still in flight then reports "Event loop is closed",
     and each abandoned read coroutine its error when it is collected, through
-    `sys.unraisablehook`: a traceback per array on stderr. On local disk the
-    first kind all arrive before the failure reaches the caller; the second
-    are collected here.
+    `sys.unraisablehook`: a traceback per array. They arrive whenever those
+    reads finish or are collected, possibly long after the restore returned,
+    so the filter stays for the life of the process. It drops only these two
+    kinds and passes everything else to the hook it replaces.
     """
     previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
 
     def hook(unraisable):
         closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
             str(unraisable.exc_value) == "Event loop is closed"
         )
-        if not (closed_loop or inspect.iscoroutine(unraisable.object)):
+        orbax_read = inspect.iscoroutine(unraisable.object) and (
+            "/orbax/" in unraisable.object.cr_code.co_filename
+        )
+        if not (closed_loop or orbax_read):
             previous(unraisable)
 
+    hook.drops_abandoned_reads = True
     sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        gc.collect()
-        sys.unraisablehook = previous
 
 
 def set_aside(directory: str | os.PathLike, step: int) -> epath.Path:

@@ -266,11 +266,11 @@ def restore_teacher(
             f"teacher {source} has {meta.get('num_classes')} classes, but dataset "
             f"{info.name!r} has {info.num_classes}"
         )
+    checkpoints.silence_abandoned_reads()
     try:
-        with checkpoints.quiet_abandoned_reads():
-            module, variables = checkpoints.restore_model(
-                directory, step, meta, image_shape=info.image_shape, dtype=dtype, sharding=sharding
-            )
+        module, variables = checkpoints.restore_model(
+            directory, step, meta, image_shape=info.image_shape, dtype=dtype, sharding=sharding
+        )
     except Exception as e:  # orbax raises several types for damage and tree mismatches
         raise ConfigError(
             f"teacher checkpoint {directory}/{step} could not be restored "

@@ -150,16 +150,16 @@ def resume_state(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict
     but none restores, raises UnrestorableRun, unless config.on_changed_config
     is "overwrite": then all are set aside and the run starts afresh.
     """
+    checkpoints.silence_abandoned_reads()
     failures: list[tuple[int, str]] = []
     restored = None
     for step in sorted(mngr.all_steps(), reverse=True):
         reason = "it failed to restore on another process"
-        with checkpoints.quiet_abandoned_reads():
-            try:
-                restored = restore_state(mngr, template, run, step)
-                _check_restored(*restored, step)
-            except Exception as e:  # damage surfaces as many exception types
-                restored, reason = None, checkpoints.failure_reason(e)
+        try:
+            restored = restore_state(mngr, template, run, step)
+            _check_restored(*restored, step)
+        except Exception as e:  # damage surfaces as many exception types
+            restored, reason = None, checkpoints.failure_reason(e)
         if _on_every_process(restored is not None):
             break
         restored = None
