@@ -26,14 +26,60 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with any mistake in the flags or the config printed in one
+    line (exit status 2) rather than a traceback or absl's usage text."""
+    try:
+        rest = flags.FLAGS(argv)
+        # A config file that failed to load raises only when the config is read.
+        _CONFIG.value.keys()
+    except Exception as e:  # flags.Error, and whatever a config file or an override raises
+        print(f"error: {_one_line(e, argv)}", file=sys.stderr)
+        sys.exit(2)
+    if len(rest) > 1:
+        print(f"error: unexpected arguments {rest[1:]}: all arguments are --flags", file=sys.stderr)
+        sys.exit(2)
+    return rest
+
+
+def _one_line(error: BaseException, argv: list[str]) -> str:
+    """The message of a flag or config error in one line.
+
+    ml_collections wraps a config file's own error in a traceback (its cause is
+    the plain error) and quotes a missing field's name and "Did you mean"
+    suggestion on two lines of a KeyError inside an AttributeError.
+    """
+    where = ""
+    if isinstance(error, flags.Error) and "Error whilst parsing config file" in str(error):
+        where = str(error).split(": ")[0] + ": "  # "flag --config=<the argument>: "
+        while (error.__cause__ or error.__context__) is not None:
+            error = error.__cause__ or error.__context__
+    while error.__cause__ is not None:
+        error = error.__cause__
+    message = error
+    while isinstance(message, BaseException):
+        message = message.args[0] if len(message.args) == 1 else str(message)
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if isinstance(error, (KeyError, AttributeError)) and lines:
+        field = lines[0].strip("'\"")
+        overrides = [
+            a.split("=")[0] for a in argv if a.startswith("--config.") and field in a.split("=")[0]
+        ]
+        where = f"{overrides[0]}: " if overrides else ""
+        return " ".join([f"{where}no config field {field!r}.", *lines[1:]])
+    if isinstance(error, OSError) and lines:
+        # "Failed loading config file ... Attempted ...: [Errno 2] No such file ..."
+        return f"--config: {lines[-1]}"
+    return where + " ".join(lines)
+
+
 def _quiet_library_info(record) -> bool:
     """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint)."""
     return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # _parse_flags refuses positional arguments
     logging.get_absl_handler().addFilter(_quiet_library_info)
     import jax
 
@@ -51,8 +97,9 @@ def main(argv):
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
-    from figkd_jax import sweep, train
+    from figkd_jax import sweep, train, workdir_lock
     from figkd_jax.run_setup import ConfigError
+    from figkd_jax.workdir import UnrestorableRun
 
     logging.info(
         "JAX process %d/%d, %d devices",
@@ -65,7 +112,13 @@ def main(argv):
             sweep.run(_CONFIG.value, _WORKDIR.value)
         else:
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, FileNotFoundError, FloatingPointError) as e:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        FloatingPointError,
+        UnrestorableRun,
+        workdir_lock.WorkdirLocked,
+    ) as e:
         # One actionable line, no traceback: the message says what to change.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -75,4 +128,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -147,7 +147,9 @@ def get_config() -> ml_collections.ConfigDict:
     # What to do when --workdir already holds a run whose config differs
     # (a run with the same config is always resumed): "refuse", "continue"
     # (resume it under the new config) or "overwrite" (delete that run's
-    # checkpoints, events and results; other files are left alone).
+    # checkpoints, events and results; other files are left alone). With
+    # "overwrite", a run none of whose checkpoints restores starts afresh (the
+    # damaged checkpoints are kept, renamed <step>.damaged-<time>).
     config.on_changed_config = "refuse"
 
     # Several runs in one parent workdir (figkd_jax.sweep): one run per

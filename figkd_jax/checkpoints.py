@@ -12,17 +12,25 @@ hold up to three items:
 Keeping the variables apart lets a teacher be restored without its
 optimiser, and lets a converted PyTorch teacher or an exported student be a
 checkpoint directory like any other.
+
+A step that fails to restore is set aside by `set_aside`: renamed to
+``<step>.damaged-<UTC time>``, a name orbax's step listing does not match, so it is
+never restored, overwritten or pruned again, and stays for inspection.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import sys
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from etils import epath
 
 from figkd_jax import models
 
@@ -154,3 +162,60 @@ def restore_model(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape)), train=False)
     )
     return model, restore_variables(directory, step, abstract(shapes, sharding))
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a checkpoint could not be read, in one line.
+
+    TensorStore wraps the cause (which names the damaged file) in an exception
+    whose message is a 60-line spec, and appends its spec to its own messages.
+    """
+    while error.__cause__ is not None:
+        error = error.__cause__
+    message = str(error).split(" [tensorstore_spec")[0]
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
+
+
+def silence_abandoned_reads() -> None:
+    """Keeps the reads that orbax abandons when a restore fails off stderr (idempotent).
+
+    Orbax runs a restore's reads in an event loop that it closes as soon as one
+    read fails; each read still in flight then reports "Event loop is closed",
+    and each abandoned read coroutine its error when it is collected, through
+    `sys.unraisablehook`: a traceback per array. They arrive whenever those
+    reads finish or are collected, possibly long after the restore returned,
+    so the filter stays for the life of the process. It drops only these two
+    kinds and passes everything else to the hook it replaces.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable):
+        closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
+            str(unraisable.exc_value) == "Event loop is closed"
+        )
+        orbax_read = inspect.iscoroutine(unraisable.object) and (
+            "/orbax/" in unraisable.object.cr_code.co_filename
+        )
+        if not (closed_loop or orbax_read):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True
+    sys.unraisablehook = hook
+
+
+def set_aside(directory: str | os.PathLike, step: int) -> epath.Path:
+    """Renames the checkpoint of `step` out of orbax's sight; returns its new path."""
+    source = epath.Path(directory) / str(step)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = source.with_name(f"{step}.damaged-{stamp}")
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = source.with_name(f"{step}.damaged-{stamp}-{suffix}")
+    # On object storage a rename copies then deletes: a kill midway leaves
+    # both halves, and the leftover step fails (and is set aside) again.
+    source.rename(target)
+    return target

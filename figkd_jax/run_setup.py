@@ -102,6 +102,7 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             raise ConfigError(
                 f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
             )
+    check_ranges(config)
     if config.input_on_device not in ("auto", "device", "host"):
         raise ConfigError(
             f"config.input_on_device={config.input_on_device!r}; valid: 'auto', 'device', 'host'"
@@ -111,8 +112,6 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             f"config.input_on_device='device' needs a fixed-resolution dataset "
             f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
         )
-    if config.steps_per_dispatch < 1:
-        raise ConfigError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 1")
     if config.steps_per_dispatch > 1 and not input_on_device(config, info):
         raise ConfigError(
             "config.steps_per_dispatch > 1 needs on-device input: "
@@ -125,8 +124,6 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
         )
     if config.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
-    if config.method.temperature <= 0:
-        raise ConfigError(f"config.method.temperature={config.method.temperature} must be > 0")
     num_devices = jax.device_count()
     for field in ("batch_size", "eval_batch_size"):
         size = config[field]
@@ -134,8 +131,6 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             raise ConfigError(
                 f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
             )
-    if config.num_epochs <= 0:
-        raise ConfigError(f"config.num_epochs={config.num_epochs} must be >= 1")
     objective = methods.build(config.method)
     # Tracing the objective once on dummy logits runs every argument check of
     # the losses (temperature, wavelet level against the class count, ...).
@@ -161,6 +156,72 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
     )
 
 
+def _positive(x):
+    return x > 0
+
+
+def _at_least_one(x):
+    return x >= 1
+
+
+def _non_negative(x):
+    return x >= 0
+
+
+# (field, test, valid range) of every numeric field whose valid range is known;
+# each test is written so that NaN fails it. Batch sizes are checked against
+# the device count in build_run, lr_decay_epochs against num_epochs below.
+RANGES = (
+    ("num_epochs", _at_least_one, ">= 1"),
+    ("eval_batch_size", _at_least_one, ">= 1"),
+    ("batch_size", _at_least_one, ">= 1"),
+    ("steps_per_dispatch", _at_least_one, ">= 1"),
+    ("log_every_steps", _at_least_one, ">= 1"),
+    ("checkpoints_to_keep", _at_least_one, ">= 1"),
+    ("max_consecutive_nonfinite_steps", _at_least_one, ">= 1"),
+    ("max_steps", lambda x: x is None or x >= 1, "None or >= 1"),
+    ("optim.learning_rate", _positive, "> 0"),
+    ("optim.momentum", lambda x: 0 <= x < 1, "in [0, 1)"),
+    ("optim.weight_decay", _non_negative, ">= 0"),
+    ("optim.lr_decay_rate", lambda x: 0 < x <= 1, "in (0, 1]"),
+    ("method.temperature", _positive, "> 0"),
+    ("method.ce.ce_weight", _non_negative, ">= 0"),
+    ("method.kd.ce_weight", _non_negative, ">= 0"),
+    ("method.kd.kd_weight", _non_negative, ">= 0"),
+    ("method.dkd.ce_weight", _non_negative, ">= 0"),
+    ("method.dkd.alpha", _non_negative, ">= 0"),
+    ("method.dkd.beta", _non_negative, ">= 0"),
+    ("method.dkd.warmup_epochs", _non_negative, ">= 0"),
+    ("method.figkd.ce_weight", _non_negative, ">= 0"),
+    ("method.figkd.figkd_weight", _non_negative, ">= 0"),
+    ("method.figkd.level", _at_least_one, ">= 1 (and at most the class count's maximum)"),
+    ("sweep.teacher_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
+)
+
+
+def check_ranges(config) -> None:
+    """Raises ConfigError naming the first field of `RANGES` (and the decay epochs or
+    sweep seeds) outside its valid range."""
+    for field, test, valid in RANGES:
+        value = config
+        for key in field.split("."):
+            value = value[key]
+        if not test(value):
+            raise ConfigError(f"config.{field}={value} must be {valid}")
+    decay = tuple(config.optim.lr_decay_epochs)
+    if not (
+        all(isinstance(e, int) and not isinstance(e, bool) for e in decay)
+        and list(decay) == sorted(set(decay))
+        and all(1 <= e <= config.num_epochs for e in decay)
+    ):
+        raise ConfigError(
+            f"config.optim.lr_decay_epochs={decay} must be strictly increasing integers in "
+            f"[1, num_epochs={config.num_epochs}]"
+        )
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.sweep.seeds):
+        raise ConfigError(f"config.sweep.seeds={tuple(config.sweep.seeds)} must be integers")
+
+
 def teacher_checkpoint(source: str, which: str = "last") -> tuple[str, int, dict]:
     """(checkpoint directory, step, meta) of a teacher run's workdir or a checkpoint directory.
 
@@ -177,7 +238,9 @@ def teacher_checkpoint(source: str, which: str = "last") -> tuple[str, int, dict
             "run's workdir or a checkpoint directory"
         ) from None
     except Exception as e:  # a corrupt directory fails in many ways
-        raise ConfigError(f"teacher {source} could not be read: {e}") from None
+        raise ConfigError(
+            f"teacher {source} could not be read: {checkpoints.failure_reason(e)}"
+        ) from None
     return directory, step, meta
 
 
@@ -203,13 +266,15 @@ def restore_teacher(
             f"teacher {source} has {meta.get('num_classes')} classes, but dataset "
             f"{info.name!r} has {info.num_classes}"
         )
+    checkpoints.silence_abandoned_reads()
     try:
         module, variables = checkpoints.restore_model(
             directory, step, meta, image_shape=info.image_shape, dtype=dtype, sharding=sharding
         )
-    except Exception as e:  # orbax raises several types for tree mismatches
+    except Exception as e:  # orbax raises several types for damage and tree mismatches
         raise ConfigError(
-            f"teacher {source} could not be restored as a {meta.get('model')}: {e}"
+            f"teacher checkpoint {directory}/{step} could not be restored "
+            f"as a {meta.get('model')}: {checkpoints.failure_reason(e)}"
         ) from None
     return Teacher(model=module, variables=variables, name=meta["model"], step=step, meta=meta)
 

@@ -10,8 +10,10 @@ Layout of ``<workdir>``:
 - ``<method>_seed<seed>/``: one run per method and seed.
 
 Each run is an ordinary run (its own config.json, checkpoints and
-results.json), so an interrupted sweep resumes run by run when relaunched,
-and ``python -m figkd_jax.report <workdir>`` tabulates it.
+results.json, and its own lock while it trains), so an interrupted sweep
+resumes run by run when relaunched, a second launch of the same sweep stops at
+the run the first one holds, and ``python -m figkd_jax.report <workdir>``
+tabulates it.
 """
 
 from __future__ import annotations

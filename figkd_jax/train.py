@@ -1,9 +1,10 @@
 """Teacher and student training: `train_and_evaluate(config, workdir)`.
 
-The loop: build the run and restore the frozen teacher (`run_setup`), resume from the
-workdir's latest checkpoint (`workdir`), feed the pure train step (`steps`) from the host or
-the device (`feeds`), evaluate and checkpoint every epoch, log to the console and TensorBoard,
-and stop cleanly on a preemption notice. Sweeps of several runs live in `figkd_jax.sweep`.
+The loop: build the run and restore the frozen teacher (`run_setup`), lock the workdir
+(`workdir_lock`), resume from the workdir's newest intact checkpoint (`workdir`), feed the
+pure train step (`steps`) from the host or the device (`feeds`), evaluate and checkpoint
+every epoch, log to the console and TensorBoard, and stop cleanly on a preemption notice.
+Sweeps of several runs live in `figkd_jax.sweep`.
 
 The teacher is kept in eval mode, never differentiated and never written into the student's
 checkpoints.
@@ -22,7 +23,7 @@ import numpy as np
 from absl import logging
 from flax.metrics import tensorboard
 
-from figkd_jax import data, events, feeds, run_setup, steps
+from figkd_jax import data, events, feeds, run_setup, steps, workdir_lock
 from figkd_jax import workdir as workdir_lib
 from figkd_jax.run_setup import ConfigError, Run, Teacher
 
@@ -47,25 +48,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ConfigError(f"config.dataset: {e}") from None
     run = run_setup.build_run(config, info)
     teacher = run_setup.load_teacher(run)
-    changed = workdir_lib.changed_fields(config, workdir)
-    if changed and config.on_changed_config == "refuse":
-        raise ConfigError(
-            f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
-            "differ): use a new --workdir, restore the original config, or set "
-            "--config.on_changed_config=continue (resume with the new config) or "
-            "=overwrite (delete that run)"
-        )
-    if jax.process_index() == 0:
-        if changed and config.on_changed_config == "overwrite":
-            workdir_lib.delete_run(workdir)
-        os.makedirs(workdir, exist_ok=True)
-        workdir_lib.write_json(
-            os.path.join(workdir, workdir_lib.CONFIG_FILE), workdir_lib.config_to_dict(config)
-        )
-    return _train(run, teacher, workdir)
+    # One launch at a time per workdir: the lock is taken before the workdir's
+    # config is compared, so that no other launch rewrites it meanwhile.
+    with workdir_lock.hold(workdir) as lock:
+        changed = workdir_lib.changed_fields(config, workdir)
+        if changed and config.on_changed_config == "refuse":
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config ({', '.join(changed)} "
+                "differ): use a new --workdir, restore the original config, or set "
+                "--config.on_changed_config=continue (resume with the new config) or "
+                "=overwrite (delete that run)"
+            )
+        if jax.process_index() == 0:
+            if changed and config.on_changed_config == "overwrite":
+                workdir_lib.delete_run(workdir)
+            os.makedirs(workdir, exist_ok=True)
+            workdir_lib.write_json(
+                os.path.join(workdir, workdir_lib.CONFIG_FILE), workdir_lib.config_to_dict(config)
+            )
+        return _train(run, teacher, workdir, lock)
 
 
-def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
+def _train(
+    run: Run, teacher: Teacher | None, workdir: str, lock: workdir_lock.WorkdirLock | None
+) -> dict:
     config = run.config
     is_writer = jax.process_index() == 0
     teacher_vars = teacher.variables if teacher else None
@@ -74,8 +80,9 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
     mngr = workdir_lib.checkpoint_manager(workdir, keep_last=config.checkpoints_to_keep)
     state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
     meta = {"history": [], "best_step": None}
-    if mngr.latest_step() is not None:
-        state, meta = workdir_lib.restore_state(mngr, state, run)
+    resumed = workdir_lib.resume_state(mngr, state, run)
+    if resumed is not None:
+        state, meta = resumed
         logging.info("Resumed from step %d of %s", int(state.step), workdir)
     start_step = int(state.step)
     if is_writer:
@@ -117,6 +124,8 @@ def _train(run: Run, teacher: Teacher | None, workdir: str) -> dict:
         logging.info("Compiling the train step...")
     with _PreemptionWatcher(mngr) as preemption:
         while step < stop_step:
+            if lock is not None:
+                lock.check()  # stop before the next checkpoint if another launch took over
             next_log = (step // config.log_every_steps + 1) * config.log_every_steps
             state, metrics, done = advance(state, step, min(stop_step, next_log))
             pending.append(metrics)

@@ -1,8 +1,9 @@
 """A run's workdir: its config, checkpoints of the training state, and results.
 
 Layout of ``<workdir>``: ``config.json`` (the flat config), ``checkpoints/`` (orbax: the
-student's variables, the optimiser state, and a JSON meta with the history), TensorBoard
-event files, and ``results.json`` (written by process 0 after every epoch).
+student's variables, the optimiser state, and a JSON meta with the history; damaged steps set
+aside as ``<step>.damaged-<time>``), TensorBoard event files, ``results.json`` (written by
+process 0 after every epoch) and, while a launch runs, ``lock.json`` (`workdir_lock`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
+from absl import logging
+from jax.experimental import multihost_utils
 
 from figkd_jax import checkpoints, events, methods
 from figkd_jax.run_setup import Run
@@ -116,9 +120,12 @@ def save_state(mngr, state: TrainState, meta: dict, run: Run, metrics) -> None:
     )
 
 
-def restore_state(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict]:
-    """The latest checkpoint's state (laid out like `template`) and meta."""
-    step = mngr.latest_step()
+class UnrestorableRun(RuntimeError):
+    """A workdir holds checkpoints but none of them restores."""
+
+
+def restore_state(mngr, template: TrainState, run: Run, step: int) -> tuple[TrainState, dict]:
+    """The state of checkpoint `step` (laid out like `template`) and its meta."""
     variables, optimizer, meta = checkpoints.restore_training(
         mngr,
         step,
@@ -133,6 +140,73 @@ def restore_state(mngr, template: TrainState, run: Run) -> tuple[TrainState, dic
         nonfinite_steps=optimizer["nonfinite_steps"],
     )
     return state, meta
+
+
+def resume_state(mngr, template: TrainState, run: Run) -> tuple[TrainState, dict] | None:
+    """The state and meta of the newest checkpoint that restores and validates.
+
+    Newer checkpoints that fail are set aside (`checkpoints.set_aside`), each
+    with one warning line. None if there is no checkpoint. If there are some
+    but none restores, raises UnrestorableRun, unless config.on_changed_config
+    is "overwrite": then all are set aside and the run starts afresh.
+    """
+    checkpoints.silence_abandoned_reads()
+    failures: list[tuple[int, str]] = []
+    restored = None
+    for step in sorted(mngr.all_steps(), reverse=True):
+        reason = "it failed to restore on another process"
+        try:
+            restored = restore_state(mngr, template, run, step)
+            _check_restored(*restored, step)
+        except Exception as e:  # damage surfaces as many exception types
+            restored, reason = None, checkpoints.failure_reason(e)
+        if _on_every_process(restored is not None):
+            break
+        restored = None
+        failures.append((step, reason))
+    directory = mngr.directory
+    if failures and restored is None and run.config.on_changed_config != "overwrite":
+        details = "; ".join(f"step {step}: {reason}" for step, reason in failures)
+        raise UnrestorableRun(
+            f"no checkpoint in {directory} restores: rerun with "
+            "--config.on_changed_config=overwrite to start the run afresh (the damaged "
+            f"checkpoints are kept, renamed), or remove {directory}; {details}"
+        )
+    for step, reason in failures:
+        if jax.process_index() == 0:
+            kept = checkpoints.set_aside(directory, step)
+            logging.warning(
+                "Checkpoint step %d could not be restored (%s); kept as %s, never retried",
+                step,
+                reason,
+                kept,
+            )
+    if failures:
+        multihost_utils.sync_global_devices("figkd_jax: damaged checkpoints set aside")
+        mngr.reload()
+    return restored
+
+
+def _check_restored(state: TrainState, meta: dict, step: int) -> None:
+    """Raises ValueError unless a restored checkpoint is one the trainer could have written."""
+    if meta.get("step", step) != step or not isinstance(meta.get("history"), list):
+        raise ValueError(f"its meta does not describe step {step}: {meta}")
+    floats = [
+        x
+        for x in jax.tree.leaves((state.variables, state.opt_state))
+        if jnp.issubdtype(x.dtype, jnp.floating)
+    ]
+    # Non-finite steps are never applied, so a non-finite value is damage.
+    all_finite = jax.jit(lambda xs: jnp.all(jnp.stack([jnp.isfinite(x).all() for x in xs])))
+    if not bool(all_finite(floats)):
+        raise ValueError("it holds non-finite parameters or optimiser state")
+
+
+def _on_every_process(holds: bool) -> bool:
+    """Whether `holds` on every process (all must resume from the same step)."""
+    if jax.process_count() == 1:
+        return holds
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(holds))))
 
 
 def results(run: Run, meta: dict) -> dict:

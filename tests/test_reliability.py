@@ -230,7 +230,7 @@ def test_run_stops_after_consecutive_nonfinite_steps(tmp_path):
 # Bad input: one clear error before anything is written.
 
 
-def _teacher_checkpoint(directory, *, model="resnet8", num_classes=10, meta_model=None):
+def write_teacher_checkpoint(directory, *, model="resnet8", num_classes=10, meta_model=None):
     module = models.create(model, num_classes=num_classes)
     variables = module.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)), train=False)
     mngr = checkpoints.manager(str(directory), best_metric=None)
@@ -312,14 +312,14 @@ def test_batch_not_divisible_by_devices(monkeypatch, tmp_path):
 
 
 def test_teacher_of_another_architecture_or_class_count(tmp_path):
-    wrong_model = _teacher_checkpoint(tmp_path / "a", model="resnet8", meta_model="resnet20")
+    wrong_model = write_teacher_checkpoint(tmp_path / "a", model="resnet8", meta_model="resnet20")
     with pytest.raises(run_setup.ConfigError, match="holds a 'resnet20'"):
         train.train_and_evaluate(_distil(checkpoint=wrong_model), str(tmp_path / "w1"))
-    wrong_classes = _teacher_checkpoint(tmp_path / "b", num_classes=100)
+    wrong_classes = write_teacher_checkpoint(tmp_path / "b", num_classes=100)
     with pytest.raises(run_setup.ConfigError, match="has 100 classes, but dataset 'digits' has 10"):
         train.train_and_evaluate(_distil(checkpoint=wrong_classes), str(tmp_path / "w2"))
     # Metadata that lies about the architecture: the restore itself refuses.
-    lying = _teacher_checkpoint(tmp_path / "c", model="resnet14", meta_model="resnet8")
+    lying = write_teacher_checkpoint(tmp_path / "c", model="resnet14", meta_model="resnet8")
     with pytest.raises(run_setup.ConfigError, match="could not be restored as a resnet8"):
         train.train_and_evaluate(_distil(checkpoint=lying), str(tmp_path / "w3"))
     for name in ("w1", "w2", "w3"):
@@ -328,7 +328,7 @@ def test_teacher_of_another_architecture_or_class_count(tmp_path):
 
 def test_unreadable_teacher_checkpoint(tmp_path):
     directory = tmp_path / "teacher"
-    _teacher_checkpoint(directory)
+    write_teacher_checkpoint(directory)
     for root, _, files in os.walk(directory / "0" / "variables"):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
