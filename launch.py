@@ -53,6 +53,7 @@ def main(argv):
         )
     from figkd_jax import sweep, train
     from figkd_jax.run_setup import ConfigError
+    from figkd_jax.storage import StorageError
 
     logging.info(
         "JAX process %d/%d, %d devices",
@@ -65,7 +66,7 @@ def main(argv):
             sweep.run(_CONFIG.value, _WORKDIR.value)
         else:
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, FileNotFoundError, FloatingPointError) as e:
+    except (ConfigError, StorageError, FileNotFoundError, FloatingPointError) as e:
         # One actionable line, no traceback: the message says what to change.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -16,14 +16,13 @@ checkpoint directory like any other.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from figkd_jax import models
+from figkd_jax import models, storage
 
 VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 
@@ -31,7 +30,10 @@ VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 def manager(
     directory: str, *, keep_last: int = 2, best_metric: str | None = "top1", read_only=False
 ) -> ocp.CheckpointManager:
-    """A manager keeping the `keep_last` newest steps plus the best by `best_metric`."""
+    """A manager keeping the `keep_last` newest steps plus the best by `best_metric`.
+
+    `directory` may be a URL (``gs://bucket/run/checkpoints``).
+    """
     policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
     if best_metric is not None:
         policies.append(
@@ -50,7 +52,7 @@ def manager(
         enable_async_checkpointing=False,
     )
     return ocp.CheckpointManager(
-        os.path.abspath(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
+        storage.path(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
     )
 
 
