@@ -14,10 +14,17 @@ uploads the final object directly, and a reader never sees half a file on either
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 
-from etils import epath
+# epath reaches gs:// through TensorFlow's filesystem when TensorFlow is installed, else through
+# gcsfs. gcsfs it is, always: the same layer the emulator tests exercise (TensorFlow's cannot be
+# pointed at an emulator), and the data-free tools (report, export) then need no TensorFlow.
+# Read by epath at each call, so setting it before the first gs:// access suffices.
+os.environ.setdefault("EPATH_USE_TF", "false")
+
+from etils import epath  # noqa: E402
 
 # Written by `check_writable`, read back by every process of a multi-host run.
 MARKER = ".write_check"
