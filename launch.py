@@ -27,8 +27,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _quiet_library_info(record) -> bool:
-    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint)."""
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint), and that of
+    fsspec and gcsfs on gs:// workdirs (a line per file read)."""
+    return record.levelno >= std_logging.WARNING or not any(
+        f"/{library}/" in record.pathname for library in ("orbax", "fsspec", "gcsfs")
+    )
 
 
 def main(argv):

@@ -74,9 +74,12 @@ def teacher(bucket):
     return workdir
 
 
-def _checkpoint_steps(gcs, prefix):
-    names = gcs.objects(BUCKET, f"{prefix}/checkpoints/")
-    return {int(n.split("/")[3]) for n in names if n.split("/")[3].isdigit()}
+def _committed_steps(gcs, prefix):
+    """Steps of `prefix`'s checkpoints that orbax committed (on GCS, no rename marks it done:
+    a ``commit_success.txt`` written last does)."""
+    directory = f"{prefix}/checkpoints/"
+    relative = [n.removeprefix(directory).split("/") for n in gcs.objects(BUCKET, directory)]
+    return {int(p[0]) for p in relative if len(p) == 2 and p[1] == "commit_success.txt"}
 
 
 @pytest.mark.slow
@@ -85,7 +88,7 @@ def test_run_on_gcs_killed_and_resumed_equals_uninterrupted_run(gcs, bucket, tea
     args = [f"--workdir={workdir}", *STUDENT_ARGS, f"--config.teacher.workdir={teacher}"]
     proc = _launch(*args)
     deadline = time.time() + 300
-    while 21 not in _checkpoint_steps(gcs, "runs/student"):
+    while 21 not in _committed_steps(gcs, "runs/student"):
         assert proc.poll() is None, proc.stdout.read()[-3000:]
         assert time.time() < deadline, "timed out"
         time.sleep(0.01)
