@@ -24,7 +24,7 @@ import secrets
 # Read by epath at each call, so setting it before the first gs:// access suffices.
 os.environ.setdefault("EPATH_USE_TF", "false")
 
-from etils import epath  # noqa: E402
+from etils import epath
 
 # Written by `check_writable`, read back by every process of a multi-host run.
 MARKER = ".write_check"

@@ -142,3 +142,117 @@ def test_export_and_report_read_and_write_gcs(gcs, bucket, teacher, tmp_path):
     assert any(n.startswith("reports/bands_digits_resnet8") for n in names)
     assert "| digits |" in storage.path(f"{bucket}/reports/report.md").read_text()
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_processes(workdirs, *args):
+    """One launch.py per workdir, joined in one JAX distributed runtime on localhost."""
+    address = f"127.0.0.1:{_free_port()}"
+    return [
+        _launch(
+            f"--workdir={workdir}",
+            f"--coordinator_address={address}",
+            f"--num_processes={len(workdirs)}",
+            f"--process_id={i}",
+            *args,
+        )
+        for i, workdir in enumerate(workdirs)
+    ]
+
+
+@pytest.mark.slow
+def test_two_processes_share_a_gcs_workdir_through_preemption_and_resume(gcs, bucket, tmp_path):
+    workdir = f"{bucket}/runs/two_processes"
+    args = ["--config=configs/default.py", "--config.num_epochs=2", "--config.log_every_steps=7"]
+    procs = _launch_processes([workdir, workdir], *args)
+    deadline = time.time() + 300
+    while 21 not in _committed_steps(gcs, "runs/two_processes"):
+        assert all(p.poll() is None for p in procs), procs[0].stdout.read()[-3000:]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.01)
+    # A preemption notice to one host: both stop at the same step with a checkpoint.
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [143, 143], outs[0][-3000:] + outs[1][-3000:]
+    stopped_at = max(_committed_steps(gcs, "runs/two_processes"))
+    assert 21 < stopped_at < 42
+    procs = _launch_processes([workdir, workdir], *args)
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    assert all(f"Resumed from step {stopped_at}" in out for out in outs)
+    results = json.loads(storage.path(f"{workdir}/results.json").read_text())
+    assert [r["epoch"] for r in results["history"]] == [1, 2]
+    assert results["devices"]["processes"] == 2
+    # Only process 0 writes events: one file, each evaluation once.
+    assert len(events.files(workdir)) == 1
+    assert [s for s, _ in events.read_scalars(workdir)["eval/top1"]] == [21, 42]
+    assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
+
+
+def test_processes_that_do_not_share_the_workdir_stop_with_one_line(tmp_path):
+    procs = _launch_processes(
+        [str(tmp_path / "host0"), str(tmp_path / "host1")], "--config=configs/default.py"
+    )
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [2, 2], outs[0][-3000:] + outs[1][-3000:]
+    for out in outs:
+        last = out.strip().splitlines()[-1]
+        assert last.startswith("error:") and "must be shared storage" in last, out[-3000:]
+        assert "Traceback" not in out
+    assert not any((tmp_path / name / "config.json").exists() for name in ("host0", "host1"))
+
+
+def test_bad_storage_paths_fail_with_one_line_and_write_nothing(gcs, bucket, tmp_path):
+    no_credentials = dict(
+        os.environ,
+        FSSPEC_GCS_TOKEN="google_default",
+        GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "missing.json"),
+    )
+    # Through the launcher (a process each, started together): the exit status and the line.
+    cases = {
+        # name: (workdir, extra flags, environment, what the line must say)
+        "scheme typo": ("gs:/figkd-test/typo", [], None, "two slashes"),
+        "missing bucket": ("gs://no-such-bucket/run", [], None, "cannot write to gs://no-such"),
+        "no credentials": (f"{bucket}/creds", [], no_credentials, "credentials"),
+        "data not prepared": (
+            f"{bucket}/data_missing",
+            ["--config.dataset.name=cifar100", f"--config.dataset.data_dir={bucket}/tfds"],
+            None,
+            f"cifar100 is not prepared in {bucket}/tfds",
+        ),
+    }
+    before = gcs.objects(BUCKET)
+    procs = {
+        name: _launch(f"--workdir={workdir}", "--config=configs/default.py", *flags, env=env)
+        for name, (workdir, flags, env, _) in cases.items()
+    }
+    for name, proc in procs.items():
+        out = proc.communicate(timeout=300)[0]
+        last = out.strip().splitlines()[-1]
+        assert proc.returncode == 2, f"{name}: {out[-3000:]}"
+        assert last.startswith("error:") and cases[name][3] in last, f"{name}: {last}"
+        assert "Traceback" not in out, name
+    # In this process (launch.py turns a StorageError into that line and status 2, as above).
+    (tmp_path / "a_file").write_text("")
+    in_process = {
+        "gcs://figkd-test/typo": "unknown storage scheme 'gcs'",
+        str(tmp_path / "a_file" / "run"): "choose a directory you can write to",
+    }
+    if os.geteuid() != 0:  # root may write to a read-only directory
+        (tmp_path / "read_only").mkdir(mode=0o555)
+        in_process[str(tmp_path / "read_only" / "run")] = "choose a directory you can write to"
+    for workdir, message in in_process.items():
+        with pytest.raises(storage.StorageError, match=message):
+            train.train_and_evaluate(digits_config(), workdir)
+    config = digits_config()
+    config.dataset.data_dir = "gs:/figkd-test/tfds"
+    with pytest.raises(storage.StorageError, match="a URL needs two slashes"):
+        train.train_and_evaluate(config, f"{bucket}/data_typo")
+    assert gcs.objects(BUCKET) == before
+    assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
+    assert {p.name for p in tmp_path.iterdir()} <= {"a_file", "read_only"}

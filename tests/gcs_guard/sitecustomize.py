@@ -4,6 +4,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from tests import gcs_emulator  # noqa: E402
+from tests import gcs_emulator
 
 gcs_emulator.install_guard()
