@@ -14,6 +14,8 @@ component, and `local_gs_paths` asserts that none was left behind.
 
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -256,3 +258,72 @@ def test_bad_storage_paths_fail_with_one_line_and_write_nothing(gcs, bucket, tmp
     assert gcs.objects(BUCKET) == before
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
     assert {p.name for p in tmp_path.iterdir()} <= {"a_file", "read_only"}
+
+
+def _readme_recipe_commands(program):
+    """The `python <program> ...` commands of the README's fresh-machine section, with
+    continuation lines joined and the ssh --command="..." wrappers removed."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text.split("## From a fresh TPU VM / GPU machine")[1].split("\n## ")[0]
+    flat = " ".join(section.replace("\\\n", " ").split("\n"))
+    commands = re.findall(rf"python {re.escape(program)} [^\"`]*", flat)
+    assert commands, program
+    return [c.strip() for c in commands]
+
+
+def test_readme_recipe_commands_run_against_the_emulator(gcs, bucket, capsys):
+    prefix = f"{bucket}/readme"
+    # The arguments after `python <program>`, with $BUCKET in the emulator's bucket.
+    substitute = lambda command, program: shlex.split(
+        command.replace("$BUCKET", prefix).split(program, 1)[1]
+    )
+    # The launches (teacher, student, GPU) parse and reach the bucket, where they stop at the
+    # dataset that cannot be downloaded here. --distributed is left out: without a cluster
+    # JAX cannot find its peers (the two-process tests above join a runtime explicitly).
+    launches = [
+        _launch(*[a for a in substitute(c, "launch.py") if a != "--distributed"])
+        for c in _readme_recipe_commands("launch.py")
+    ]
+    assert len(launches) == 3
+    for proc in launches:
+        out = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 2, out[-3000:]
+        assert f"cifar100 is not prepared in {prefix}/tfds" in out.strip().splitlines()[-1]
+    # The report and the export: their entry points, on a bucket with no run yet.
+    (report_command,) = _readme_recipe_commands("-m figkd_jax.report")
+    assert report.main(substitute(report_command, "figkd_jax.report")) == 2
+    assert f"no results.json under {prefix}/runs" in capsys.readouterr().err
+    (export_command,) = _readme_recipe_commands("-m figkd_jax.export")
+    with pytest.raises(SystemExit) as exit_status:
+        export.main(substitute(export_command, "figkd_jax.export"))
+    assert exit_status.value.code == 2
+    assert f"{prefix}/runs/r32x4-r8x4-figkd/config.json does not exist" in capsys.readouterr().err
+    # The data preparation downloads CIFAR-100 (no network here): not run.
+    assert _readme_recipe_commands("-m figkd_jax.data.prepare")
+    assert gcs.objects(BUCKET, "readme/") == []
+
+
+def test_storage_paths_writes_and_the_workdir_check(gcs, bucket, tmp_path):
+    assert storage.path(f"{bucket}/a/b") == storage.path(f"{bucket}/a") / "b"
+    assert str(storage.path("relative")) == os.path.join(os.getcwd(), "relative")
+    typos = {
+        "gs:/b/x": "two slashes",
+        "gs:b": "two slashes",
+        "gcs://b": "unknown storage scheme",
+        "http://b": "unknown storage scheme",
+    }
+    for typo, message in typos.items():
+        with pytest.raises(storage.StorageError, match=message):
+            storage.path(typo)
+    # Written whole on both sides; locally through a temporary file that does not stay.
+    for directory in (f"{bucket}/writes", str(tmp_path)):
+        storage.write_text(f"{directory}/x.json", "{}")
+        storage.write_text(f"{directory}/x.json", '{"a": 1}')
+        assert storage.path(f"{directory}/x.json").read_text() == '{"a": 1}'
+        assert [p.name for p in storage.path(directory).iterdir()] == ["x.json"]
+    # The workdir check leaves no marker behind.
+    from figkd_jax import workdir
+
+    workdir.check_workdir(f"{bucket}/checked")
+    assert gcs.objects(BUCKET, "checked/") == []
