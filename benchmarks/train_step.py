@@ -1,12 +1,12 @@
 """Speed of the distillation train step: compile time, step time, images/s, TFLOP/s, % of peak.
 
-The step is the trainer's own: ``train.validate`` on the benchmark config of the pair
-(``configs/benchmarks.py``), ``train.initial_state``, and ``train.train_step`` with the
-trainer's keyword arguments, jitted with the run's shardings and a donated state. The input
+The step is the trainer's own: ``run_setup.build_run`` on the benchmark config of the pair
+(``configs/benchmarks.py``), ``run_setup.initial_state``, and ``steps.make_train_step`` in
+``steps.device_steps``, jitted with the run's shardings and a donated state. The input
 is the on-device path (``device_input.batch_at``) over a synthetic split of the dataset's real
 shapes (random uint8 pixels, at most 50,000 images, a random order and random augmentation
 draws), so every step gathers, crops, flips and normalises its own batch on device; nothing
-here needs TensorFlow's pipeline. The teacher's variables are a random initialisation (its
+here needs TensorFlow. The teacher's variables are a random initialisation (its
 speed does not depend on its weights). ``--steps_per_dispatch K`` runs K steps in one
 ``lax.scan`` per call. FLOPs come from XLA's cost analysis of one step (per device); the peak
 is that of the device kind for the chosen dtype ("n/a" when unknown, e.g. CPU). The last
@@ -44,7 +44,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, train
+from figkd_jax import device_input, methods, models, protocol, run_setup, steps
+from figkd_jax.data.registry import get_info
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -136,13 +137,14 @@ def make_config(setting: Setting):
             raise ValueError(f"--method {setting.method} distils from a teacher: pass --teacher")
         config.teacher.model = setting.teacher
         config.teacher.checkpoint = "(random initialisation)"
-        known = benchmarks.pairs(setting.dataset)
-        config.method.dkd.beta = known.get((setting.teacher, setting.student), 8.0)
+        pair = protocol.find(setting.dataset, setting.teacher, setting.student)
+        config.method.dkd.beta = 8.0 if pair is None else pair.dkd_beta
     return config
 
 
-def build_run(setting: Setting) -> train.Run:
-    """``train.validate`` of the setting's config, on a mesh of its first ``devices`` devices."""
+def build_run(setting: Setting) -> run_setup.Run:
+    """``run_setup.build_run`` of the setting's config, on a mesh of its first ``devices``
+    devices."""
     if not 1 <= setting.devices <= jax.device_count():
         raise ValueError(
             f"--devices must be in [1, {jax.device_count()}] (the visible devices), "
@@ -152,49 +154,53 @@ def build_run(setting: Setting) -> train.Run:
         raise ValueError(
             f"--batch_size {setting.batch_size} must be a multiple of --devices {setting.devices}"
         )
-    run = train.validate(make_config(setting))
-    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), (train.DATA_AXIS,))
+    run = run_setup.build_run(make_config(setting))
+    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), run.mesh.axis_names)
     return dataclasses.replace(run, mesh=mesh)
 
 
-def random_teacher(run: train.Run, seed: int = 1):
+def random_teacher(run: run_setup.Run, seed: int = 1):
     """(model, variables) of a randomly initialised teacher, replicated; (None, None) for ce."""
     config = run.config
     if not methods.get(config.method.name).needs_teacher:
         return None, None
     model = models.create(
-        config.teacher.model, num_classes=run.info.num_classes, dtype=train._dtype(config)
+        config.teacher.model,
+        num_classes=run.info.num_classes,
+        dtype=models.compute_dtype(config.dtype),
     )
     images = np.zeros((1, *run.info.image_shape), np.float32)
     init = lambda: model.init(jax.random.key(seed, impl="rbg"), images, train=False)
     return model, jax.jit(init, out_shardings=run.replicated)()
 
 
-def synthetic_input(run: train.Run) -> tuple[dict, dict]:
+def synthetic_input(run: run_setup.Run) -> tuple[dict, dict]:
     """(arrays, plan) for ``device_input.batch_at``: random images, labels, order and draws of
     the dataset's shapes, replicated (one epoch's plan; steps past it wrap around)."""
     info, batch = run.info, run.config.batch_size
     num_examples = min(info.num_train, _MAX_SYNTHETIC_EXAMPLES)
-    steps = num_examples // batch
+    num_steps = num_examples // batch
     rng = np.random.default_rng(0)
     host_arrays = {
         "image": rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8),
         "label": rng.integers(0, info.num_classes, num_examples).astype(np.int32),
     }
-    host_plan = {
-        "index": rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
-        "draws": rng.random((steps, batch, 3), dtype=np.float32),
-    }
+    host_plan = device_input.plan_from_draws(
+        info,
+        rng.permutation(num_examples)[: num_steps * batch].astype(np.int32).reshape(num_steps, -1),
+        # 3 draws per example: as many as pad-crop-flip reads, more than rotate-flip's 2.
+        rng.random((num_steps, batch, 3), dtype=np.float32),
+    )
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 
 
-def train_function(run: train.Run, teacher_model, steps_per_dispatch: int):
+def train_function(run: run_setup.Run, teacher_model, steps_per_dispatch: int):
     """jit(state, arrays, plan, teacher_variables) -> (state, metrics [steps_per_dispatch]):
-    exactly the trainer's on-device call (train.device_steps)."""
-    steps = train.device_steps(run, train.make_train_step(run, teacher_model))
+    exactly the trainer's on-device call (steps.device_steps)."""
+    device_steps = steps.device_steps(run, steps.make_train_step(run, teacher_model))
     return jax.jit(
-        functools.partial(steps, num_steps=steps_per_dispatch),
+        functools.partial(device_steps, num_steps=steps_per_dispatch),
         in_shardings=(run.replicated,) * 4,
         out_shardings=(run.replicated, run.replicated),
         donate_argnums=(0,),
@@ -222,10 +228,10 @@ def benchmark(
     run = build_run(setting)
     teacher_model, teacher_variables = random_teacher(run)
     arrays, plan = synthetic_input(run)
-    state = jax.jit(lambda: train.initial_state(run), out_shardings=run.replicated)()
+    state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
     args = (arrays, plan, teacher_variables)
-    compile_program = lambda steps: (
-        train_function(run, teacher_model, steps).lower(state, *args).compile()
+    compile_program = lambda num_steps: (
+        train_function(run, teacher_model, num_steps).lower(state, *args).compile()
     )
 
     start = time.perf_counter()
@@ -272,9 +278,9 @@ def settings(args) -> list[Setting]:
             batch_size=batch_size,
             dtype=dtype,
             devices=args.devices or jax.device_count(),
-            steps_per_dispatch=steps,
+            steps_per_dispatch=per_dispatch,
         )
-        for (teacher, student), batch_size, dtype, steps in itertools.product(
+        for (teacher, student), batch_size, dtype, per_dispatch in itertools.product(
             zip(args.teacher, args.student, strict=True),
             args.batch_size,
             args.dtype,
@@ -343,8 +349,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--check_bf16",
         action="store_true",
+        # argparse formats help with %: a percent sign is written %%.
         help=f"exit 1 unless the first-step losses of bfloat16 and float32 settings agree "
-        f"within {BF16_LOSS_TOLERANCE:.0%}",
+        f"within {100 * BF16_LOSS_TOLERANCE:g}%%",
     )
     parser.add_argument("--no_header", action="store_true", help="rows only (appending runs)")
     parser.add_argument(
@@ -370,7 +377,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    num_train = data.get_info(args.dataset).num_train
+    num_train = get_info(args.dataset).num_train
     if not args.no_header:
         print(f"{args.dataset}, {args.timed_steps} timed steps per setting, jax {jax.__version__}")
         print(HEADER.format(epochs=args.epochs))

@@ -1,4 +1,4 @@
-"""Every benchmark config of protocol.md instantiates and traces one train step."""
+"""Every benchmark config of docs/protocol.md instantiates and traces one train step."""
 
 import importlib
 
@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import benchmarks
-from figkd_jax import models, run_setup, steps
+from figkd_jax import methods, models, protocol, run_setup, steps, sweep
 
 
 def _load(module, arg):
@@ -45,22 +44,32 @@ def _trace_one_step(config):
 CIFAR_CASES = [
     (module, f"teacher={t},student={s},method=figkd")
     for module in ("cifar100", "tiny_imagenet")
-    for t, s in benchmarks.CIFAR_PAIRS
+    for t, s in protocol.pairs(module)
 ]
 FINEGRAINED_CASES = [
     ("finegrained", f"dataset={d},teacher={t},student={s},method=dkd")
-    for d in benchmarks.FINEGRAINED_DATASETS
-    for t, s in benchmarks.FINEGRAINED_PAIRS
+    for d in protocol.FINEGRAINED_DATASETS
+    for t, s in protocol.pairs(d)
 ]
 
 
-@pytest.mark.parametrize(("module", "arg"), CIFAR_CASES + FINEGRAINED_CASES)
+# mdistiller's TinyImageNet pairs, with every method.
+TINY_IMAGENET_CASES = [
+    ("tiny_imagenet", f"teacher={t},student={s},method={m}")
+    for t, s in protocol.pairs("tiny_imagenet")
+    if t == "resnet18"
+    for m in methods.names()
+]
+
+
+@pytest.mark.parametrize(("module", "arg"), CIFAR_CASES + FINEGRAINED_CASES + TINY_IMAGENET_CASES)
 def test_every_pair_traces_a_distillation_step(module, arg):
     metrics = _trace_one_step(_load(module, arg))
-    assert {"loss_ce", "accuracy", "agreement"} <= set(metrics)
+    assert {"loss_ce", "accuracy"} <= set(metrics)
+    assert "method=ce" in arg or "agreement" in metrics
 
 
-TEACHERS = sorted({t for t, _ in benchmarks.CIFAR_PAIRS})
+TEACHERS = sorted({t for t, _ in protocol.pairs("cifar100")})
 
 
 @pytest.mark.parametrize("teacher", TEACHERS)
@@ -88,6 +97,35 @@ def test_reference_hyperparameters_per_pair():
     assert (config.method.kd.ce_weight, config.method.kd.kd_weight) == (0.1, 0.9)
     assert config.num_epochs == 240 and config.batch_size == 64
     assert tuple(config.optim.lr_decay_epochs) == (150, 180, 210)
+
+
+def test_a_sweep_trains_the_teacher_under_the_teachers_protocol():
+    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv1")  # as in the README
+    config.sweep.train_teacher = True
+    config.sweep.methods = ("ce", "kd")
+    runs = dict(sweep.plan(config))
+    teacher = runs.pop("teacher")
+    assert (teacher.model, teacher.optim.learning_rate) == ("resnet32x4", 0.05)
+    assert teacher.method.name == "ce"
+    # The students keep the student protocol's rate (0.01 for a ShuffleNet).
+    assert {name: run.optim.learning_rate for name, run in runs.items()} == {
+        "ce_seed0": 0.01,
+        "kd_seed0": 0.01,
+    }
+
+
+@pytest.mark.parametrize("student", ["mobilenetv2_tin", "shufflenetv2", "resnet8x4"])
+def test_tiny_imagenet_runs_mdistillers_setting(student):
+    teacher = "resnet32x4" if student == "resnet8x4" else "resnet18"
+    config = _load("tiny_imagenet", f"teacher={teacher},student={student},method=dkd")
+    # configs/tiny_imagenet/dot/*.yaml, for every student (no lower rate for ShuffleNet).
+    assert (config.batch_size, config.num_epochs, config.optim.learning_rate) == (256, 200, 0.2)
+    assert tuple(config.optim.lr_decay_epochs) == (60, 120, 160)
+    assert (config.optim.momentum, config.optim.weight_decay) == (0.9, 5e-4)
+    assert config.method.dkd.beta == 8.0
+    assert config.dataset.name == "tiny_imagenet" and config.model == student
+    # A teacher trained inside a sweep follows the same setting.
+    assert config.sweep.teacher_learning_rate == 0.2
 
 
 def test_unknown_pair_and_arguments_are_clear_errors():

@@ -15,6 +15,7 @@ from figkd_jax.data.registry import (
     DatasetInfo,
     PadCropFlip,
     ResizedCropFlip,
+    RotateFlip,
     get_info,
     names,
     steps_per_epoch,
@@ -35,9 +36,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from figkd_jax import _extras
-
-        _extras.require("tensorflow", "tensorflow_datasets")
         return getattr(importlib.import_module(f"figkd_jax.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'figkd_jax.data' has no attribute {name!r}")
 
@@ -48,6 +46,7 @@ __all__ = [
     "EvalStream",
     "PadCropFlip",
     "ResizedCropFlip",
+    "RotateFlip",
     "TrainStream",
     "check_prepared",
     "default_data_config",

@@ -11,8 +11,9 @@ draws, both pure functions of (seed, epoch):
 (seed, epoch, example index), whatever the batch size, process count or start step. Step t
 of the stream is batch t % S of epoch t // S, with S = N // global_batch_size steps per epoch:
 the first S * global_batch_size indices of the epoch's order, cut into consecutive global
-batches; the remainder is dropped, and since the order changes every epoch, different
-examples are dropped each epoch (like PyTorch's ``drop_last=True`` with ``shuffle=True``).
+batches; the remainder (``N % global_batch_size`` examples) is dropped, and since the order
+changes every epoch, different examples are dropped each epoch. The reference's loader keeps
+that remainder as a last, smaller batch instead (see `registry.steps_per_epoch`).
 Starting at step k therefore reads no skipped data, and a resumed stream equals the tail of
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.
@@ -29,8 +30,8 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from figkd_jax.data import augment
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info, steps_per_epoch
+from figkd_jax.data import augment, rotation
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 
 _SHUFFLE_STREAM = 1
@@ -65,6 +66,15 @@ def epoch_draws(seed: int, epoch: tf.Tensor, num_examples: int, num_draws: int) 
     return tf.random.stateless_uniform(
         [num_examples, num_draws], _epoch_seed(seed, _AUGMENT_STREAM, epoch), alg=_RNG_ALG
     )
+
+
+def draws_per_example(info: DatasetInfo) -> int:
+    """Columns of ``epoch_draws`` that the train augmentation of dataset ``info`` reads."""
+    if isinstance(info.augment, PadCropFlip):
+        return augment.PAD_CROP_FLIP_DRAWS
+    if isinstance(info.augment, RotateFlip):
+        return rotation.ROTATE_FLIP_DRAWS
+    return augment.RESIZED_CROP_FLIP_DRAWS
 
 
 def _check_sharding(global_batch_size, process_index, process_count, num_devices=None) -> int:
@@ -146,11 +156,7 @@ def train_stream(
     start_epoch, start_offset = divmod(start_step, steps)
     first_position = process_index * local_batch
     seed = int(seed)
-    num_draws = (
-        augment.PAD_CROP_FLIP_DRAWS
-        if isinstance(info.augment, PadCropFlip)
-        else augment.RESIZED_CROP_FLIP_DRAWS
-    )
+    num_draws = draws_per_example(info)
 
     def epoch_elements(epoch):
         order = epoch_order(seed, epoch, num_examples)[: steps * global_batch_size]
@@ -163,8 +169,13 @@ def train_stream(
 
     elements = tf.data.Dataset.counter(start_epoch, dtype=tf.int64).flat_map(epoch_elements)
     if info.fixed_resolution:
+        augment_batch = (
+            _rotate_flip_batch_fn(split, info, out_dtype)
+            if isinstance(info.augment, RotateFlip)
+            else _pad_crop_flip_batch_fn(split, info, out_dtype)
+        )
         batches = elements.batch(local_batch, drop_remainder=True).map(
-            _pad_crop_flip_batch_fn(split, info, out_dtype),
+            augment_batch,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -186,6 +197,23 @@ def _pad_crop_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
         batch = augment.pad_crop_flip(
             tf.gather(images, elements["index"]), rows, cols, flips, spec.pad
         )
+        return {
+            "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
+            "label": tf.gather(labels, elements["index"]),
+        }
+
+    return augment_batch
+
+
+def _rotate_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    spec, (height, width, _) = info.augment, info.image_shape
+
+    def augment_batch(elements):
+        affine, flips = augment.sample_rotate_flip(
+            elements["draws"], spec.degrees, spec.flip, height, width
+        )
+        batch = augment.rotate_flip(tf.gather(images, elements["index"]), affine, flips)
         return {
             "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
             "label": tf.gather(labels, elements["index"]),
