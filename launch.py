@@ -74,8 +74,11 @@ def _one_line(error: BaseException, argv: list[str]) -> str:
 
 
 def _quiet_library_info(record) -> bool:
-    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint)."""
-    return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+    """Drops orbax's per-save INFO chatter (dozens of lines per checkpoint), and that of
+    fsspec and gcsfs on gs:// workdirs (a line per file read)."""
+    return record.levelno >= std_logging.WARNING or not any(
+        f"/{library}/" in record.pathname for library in ("orbax", "fsspec", "gcsfs")
+    )
 
 
 def main(argv):
@@ -99,6 +102,7 @@ def main(argv):
         )
     from figkd_jax import sweep, train, workdir_lock
     from figkd_jax.run_setup import ConfigError
+    from figkd_jax.storage import StorageError
     from figkd_jax.workdir import UnrestorableRun
 
     logging.info(
@@ -114,6 +118,7 @@ def main(argv):
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (
         ConfigError,
+        StorageError,
         FileNotFoundError,
         FloatingPointError,
         UnrestorableRun,

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
-from figkd_jax import models
+from figkd_jax import models, storage
 
 VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 
@@ -48,7 +48,10 @@ logging.getLogger("absl").addFilter(_drop_read_only_notice)
 def manager(
     directory: str, *, keep_last: int = 2, best_metric: str | None = "top1", read_only=False
 ) -> ocp.CheckpointManager:
-    """A manager keeping the `keep_last` newest steps plus the best by `best_metric`."""
+    """A manager keeping the `keep_last` newest steps plus the best by `best_metric`.
+
+    `directory` may be a URL (``gs://bucket/run/checkpoints``).
+    """
     policies = [ocp.checkpoint_managers.LatestN(n=keep_last)]
     if best_metric is not None:
         policies.append(
@@ -69,7 +72,7 @@ def manager(
         enable_async_checkpointing=False,
     )
     return ocp.CheckpointManager(
-        os.path.abspath(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
+        storage.path(directory), options=options, item_names=(VARIABLES, OPTIMIZER, META)
     )
 
 

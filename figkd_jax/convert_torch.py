@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from figkd_jax import checkpoints, models
+from figkd_jax import checkpoints, models, storage
 
 # Image shape of the dummy input that sizes the parameter tree when no dataset is given; only
 # the channel count matters for the parameter shapes.
@@ -165,10 +165,13 @@ def load_torch_state_dict(path: str, *, trust_pickle: bool = False) -> dict[str,
             "reading PyTorch checkpoints needs torch: pip install torch (or the figkd_jax[torch] "
             "extra)"
         ) from None
-    if not os.path.isfile(path):
+    source = storage.path(path)
+    if not source.is_file():
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        loaded = torch.load(
+            io.BytesIO(source.read_bytes()), map_location="cpu", weights_only=not trust_pickle
+        )
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, ... by version.
         hint = "" if trust_pickle else " (if you trust the file, retry with --trust_pickle)"
         raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {e}{hint}") from None
@@ -205,7 +208,8 @@ def convert(
     """
     if model not in models.names():
         raise ValueError(f"unknown --model {model!r}; valid names: {', '.join(models.names())}")
-    if os.path.exists(out) and os.listdir(out):
+    out_dir = storage.path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"--out {out!r} exists and is not empty; choose a new directory")
     state_dict = load_torch_state_dict(checkpoint, trust_pickle=trust_pickle)
     if num_classes is None:
@@ -240,7 +244,7 @@ def convert(
     meta.update(
         model=model,
         num_classes=num_classes,
-        source=os.path.abspath(checkpoint),
+        source=str(storage.path(checkpoint)),
         source_sha256=sha256,
         step=0,
     )
@@ -252,7 +256,7 @@ def convert(
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with storage.path(path).open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -1,71 +1,126 @@
-"""TensorBoard event files that stay consistent across kills and resumptions.
+"""TensorBoard event files that stay consistent across kills, resumptions and object stores.
 
-A run killed after its last checkpoint has already logged some steps that
-the resumed run will log again. On resumption, `truncate_events` rewrites
-the workdir's event files so that they hold each (tag, step) once and
-nothing after the restored step: the history has no duplicates, and since
-the trainer logs an epoch's evaluation before checkpointing it, no gaps.
+`Writer` writes the scalars of one training session to its own event file through `storage`,
+so the logdir may be a ``gs://`` URL. Locally each flush appends. An object store cannot
+append: there each flush uploads the whole file again as one object (atomic, so a kill leaves
+the previous flush complete), extending the previous version (same prefix), which
+TensorBoard's incremental reader follows.
+
+A run killed after its last checkpoint has already logged some steps that the resumed run
+will log again. On resumption the new `Writer` starts from the events of the existing files
+with steps <= the restored step, each (tag, step) once, writes them into its own file and then
+removes the old files: the history has no duplicates, and since the trainer logs an epoch's
+evaluation before checkpointing it, no gaps. A kill in between leaves the old files and the
+new one, which the next resumption merges again.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
+import tempfile
 import time
 
 import tensorflow as tf
 
+from figkd_jax import storage
+
 PATTERN = "events.out.tfevents.*"
+_FILE_VERSION = "brain.Event:2"
 
 
 def files(logdir: str) -> list[str]:
     """Names of the event files in `logdir`, in the order TensorBoard reads them."""
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(logdir, PATTERN)))
+    directory = storage.path(logdir)
+    if not directory.exists():
+        return []
+    return sorted(p.name for p in directory.glob(PATTERN))
 
 
-def truncate_events(logdir: str, last_step: int) -> int:
-    """Keeps the events of steps <= `last_step`, once per (tag, step); returns how many.
+def _records(path) -> list[bytes]:
+    """The records of one TFRecord file at `path` (any storage)."""
+    # tf.data reads through TensorFlow's own filesystems, which cannot reach every store
+    # epath reaches (nor a storage emulator): read a local copy.
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "events")
+        with open(local, "wb") as f:
+            f.write(storage.path(path).read_bytes())
+        records = []
+        try:
+            for record in tf.data.TFRecordDataset(local):
+                records.append(record.numpy())
+        except tf.errors.DataLossError:
+            pass  # a local file cut by a kill in the middle of an append: keep what is whole
+        return records
 
-    The kept events go to one new file, atomically renamed into place before
-    the old files are removed, so a kill at any point leaves either the old
-    files (still truncated by the next resumption) or the new one.
-    """
-    paths = [os.path.join(logdir, name) for name in files(logdir)]
-    if not paths:
-        return 0
-    header, kept = None, {}
-    for path in paths:
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            if not event.summary.value:
-                header = header or event  # the file_version record
-                continue
+
+def _encode(records: list[bytes]) -> bytes:
+    """`records` in the TFRecord framing (lengths and CRCs), as TensorFlow writes it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, "events")
+        with tf.io.TFRecordWriter(local) as writer:
+            for record in records:
+                writer.write(record)
+        with open(local, "rb") as f:
+            return f.read()
+
+
+def _scalar_events(logdir: str, last_step: int) -> list[tf.compat.v1.Event]:
+    """One event per (tag, step <= last_step) of `logdir`'s files, in step order."""
+    kept = {}
+    for name in files(logdir):
+        for record in _records(storage.path(logdir) / name):
+            event = tf.compat.v1.Event.FromString(record)
             if event.step > last_step:
                 continue
             for value in event.summary.value:
                 single = tf.compat.v1.Event(wall_time=event.wall_time, step=event.step)
                 single.summary.value.add().CopyFrom(value)
                 kept[value.tag, event.step] = single  # a later file's copy wins
-    name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}.resumed"
-    tmp = os.path.join(logdir, f".{name}.tmp")
-    with tf.io.TFRecordWriter(tmp) as writer:
-        if header is not None:
-            writer.write(header.SerializeToString())
-        for event in sorted(kept.values(), key=lambda e: (e.step, e.wall_time)):
-            writer.write(event.SerializeToString())
-    os.replace(tmp, os.path.join(logdir, name))
-    for path in paths:
-        os.remove(path)
-    return len(kept)
+    return sorted(kept.values(), key=lambda e: (e.step, e.wall_time))
+
+
+class Writer:
+    """Scalar summaries of a session, in one event file of `logdir` (module docstring).
+
+    `resume_step`: the step the session resumed from; the events of earlier sessions up to
+    it are carried over into this session's file and their files removed.
+    """
+
+    def __init__(self, logdir: str, resume_step: int = 0):
+        self._logdir = storage.path(logdir)
+        previous = files(logdir)
+        carried = _scalar_events(logdir, resume_step)
+        name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
+        self.path = self._logdir / name
+        header = tf.compat.v1.Event(wall_time=time.time(), file_version=_FILE_VERSION)
+        self._records = [header.SerializeToString()] + [e.SerializeToString() for e in carried]
+        self._flushed = 0  # how many of `_records` the file holds
+        if previous:
+            self.flush()
+            for old in previous:
+                (self._logdir / old).unlink(missing_ok=True)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        event = tf.compat.v1.Event(wall_time=time.time(), step=int(step))
+        event.summary.value.add(tag=tag, simple_value=float(value))
+        self._records.append(event.SerializeToString())
+
+    def flush(self) -> None:
+        if storage.is_url(self.path):
+            storage.write_bytes(self.path, _encode(self._records))
+        else:
+            with self.path.open("ab") as f:
+                f.write(_encode(self._records[self._flushed :]))
+        self._flushed = len(self._records)
 
 
 def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
     """{tag: [(step, value), ...]} of every scalar in `logdir`, in file order."""
     scalars: dict[str, list[tuple[int, float]]] = {}
     for name in files(logdir):
-        for record in tf.data.TFRecordDataset(os.path.join(logdir, name)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
+        for record in _records(storage.path(logdir) / name):
+            event = tf.compat.v1.Event.FromString(record)
             for value in event.summary.value:
                 number = (
                     value.simple_value

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from figkd_jax import checkpoints, data, models
+from figkd_jax import checkpoints, data, models, storage
 
 INFERENCE_FILE = "inference.jaxexport"
 DESCRIPTION_FILE = "export.json"
@@ -40,11 +39,10 @@ PLATFORMS = ("cpu", "cuda")
 
 
 def _read_run_config(workdir: str) -> dict[str, Any]:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    path = storage.path(workdir) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: workdir must be a training run's workdir")
-    with open(path) as f:
-        return json.load(f)
+    return json.loads(path.read_text())
 
 
 def _evaluation_of(meta: dict, step: int) -> dict[str, Any]:
@@ -55,11 +53,12 @@ def _evaluation_of(meta: dict, step: int) -> dict[str, Any]:
 
 def export_student(workdir: str, out: str, which: str = "last") -> str:
     """Writes the ``which`` ("last" / "best") checkpoint of the run in ``workdir`` to ``out``
-    (see the module docstring for the contents). Returns ``out``."""
-    if os.path.exists(out) and os.listdir(out):
+    (see the module docstring for the contents). Both may be URLs. Returns ``out``."""
+    out_dir = storage.path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise ValueError(f"--out {out!r} exists and is not empty; choose a new directory")
     config = _read_run_config(workdir)
-    directory = os.path.join(workdir, "checkpoints")
+    directory = storage.path(workdir) / "checkpoints"
     step, meta = checkpoints.select(directory, which)
     info = data.get_info(config["dataset.name"])
     compute_dtype = config.get("dtype", "float32")
@@ -78,7 +77,7 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
         "dataset": info.name,
         "step": step,
         **evaluation,
-        "source": os.path.abspath(workdir),
+        "source": str(storage.path(workdir)),
         "which": which,
     }
 
@@ -94,8 +93,7 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
     mngr = checkpoints.manager(out, best_metric=None)
     checkpoints.save(mngr, step, variables=variables, meta=out_meta)
     mngr.close()
-    with open(os.path.join(out, INFERENCE_FILE), "wb") as f:
-        f.write(exported.serialize())
+    storage.write_bytes(out_dir / INFERENCE_FILE, exported.serialize())
 
     description = {
         **out_meta,
@@ -111,16 +109,16 @@ def export_student(workdir: str, out: str, which: str = "last") -> str:
         ),
         "jax_version": jax.__version__,
     }
-    with open(os.path.join(out, DESCRIPTION_FILE), "w") as f:
-        json.dump(description, f, indent=2, sort_keys=True)
+    storage.write_text(
+        out_dir / DESCRIPTION_FILE, json.dumps(description, indent=2, sort_keys=True)
+    )
     return out
 
 
 def load_inference(out: str) -> Callable[[jax.Array], jax.Array]:
     """The exported ``images -> logits`` function of an ``export_student`` directory, jitted
     (compiled once per batch size). images: float32 (batch, H, W, C), normalised."""
-    with open(os.path.join(out, INFERENCE_FILE), "rb") as f:
-        exported = jax.export.deserialize(bytearray(f.read()))
+    exported = jax.export.deserialize(bytearray((storage.path(out) / INFERENCE_FILE).read_bytes()))
     return jax.jit(exported.call)
 
 
@@ -141,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         out = export_student(args.workdir, args.out, args.which)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:  # StorageError is a ValueError
         parser.exit(2, f"error: {e}\n")
     print(f"exported the {args.which} student of {args.workdir} to {out}")
 

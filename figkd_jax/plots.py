@@ -8,13 +8,15 @@ FiGKD's input from a teacher run or checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from figkd_jax import storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +123,15 @@ def _plot_metric(curves, metric, title, ylabel, hline, out_dir, name) -> str | N
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    path = os.path.join(out_dir, f"{metric}_{safe_name(name)}.png")
-    fig.savefig(path)
-    return path
+    return save_figure(fig, storage.path(out_dir) / f"{metric}_{safe_name(name)}.png")
+
+
+def save_figure(fig, path) -> str:
+    """Writes `fig` as a PNG to `path` (any storage); returns the path."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    storage.write_bytes(path, buffer.getvalue())
+    return str(path)
 
 
 def safe_name(name: str) -> str:
@@ -197,9 +205,9 @@ def plot_bands(
     from figkd_jax import data, run_setup
 
     run_config = {}
-    if os.path.exists(os.path.join(source, "config.json")):
-        with open(os.path.join(source, "config.json")) as f:
-            run_config = json.load(f)
+    config_path = storage.path(source) / "config.json"
+    if config_path.exists():
+        run_config = json.loads(config_path.read_text())
     _, _, meta = run_setup.teacher_checkpoint(source)
     dataset = dataset or meta.get("dataset") or run_config.get("dataset.name") or default_dataset
     if dataset is None:
@@ -225,11 +233,11 @@ def plot_bands(
         panels,
         labels[keep],
         f"{teacher.name} on {data_config.name} (step {teacher.step})",
-        os.path.join(out_dir, f"bands_{safe_name(name)}.png"),
+        storage.path(out_dir) / f"bands_{safe_name(name)}.png",
     )
 
 
-def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, path: str) -> str:
+def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, path) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -256,5 +264,4 @@ def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, p
                 ax.set_xlabel("class index")
     fig.suptitle(f"{title}: teacher logits and Haar bands over classes (red: true class)")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

@@ -28,14 +28,14 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
-import os
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from figkd_jax import plots, protocol
+from figkd_jax import plots, protocol, storage
 
 # Order of methods within a pair; others follow alphabetically.
 METHOD_ORDER = ("ce", "kd", "dkd", "mlkd", "figkd")
@@ -71,12 +71,12 @@ def find_results(directories: Sequence[str]) -> list[dict[str, Any]]:
     """
     paths = set()
     for directory in directories:
-        if not os.path.isdir(directory):
+        root = storage.path(directory)
+        if not root.is_dir():
             raise ValueError(f"{directory} is not a directory: pass run or sweep workdirs")
-        for root, subdirs, files in os.walk(directory):
-            subdirs[:] = sorted(d for d in subdirs if d != "checkpoints")
-            if "results.json" in files:
-                paths.add(os.path.realpath(os.path.join(root, "results.json")))
+        for path in _results_files(root):
+            # Local paths resolved, so a run reached through a link counts once.
+            paths.add(str(path) if storage.is_url(path) else str(path.resolve()))
     if not paths:
         raise ValueError(
             f"no results.json under {', '.join(directories)}: pass run or sweep workdirs of "
@@ -85,9 +85,17 @@ def find_results(directories: Sequence[str]) -> list[dict[str, Any]]:
     return [_load_results(path) for path in sorted(paths)]
 
 
+def _results_files(directory):
+    """The results.json files under `directory` (an epath Path), checkpoints not searched."""
+    for child in sorted(directory.iterdir()):
+        if child.name == "results.json":
+            yield child
+        elif child.name != "checkpoints" and child.is_dir():
+            yield from _results_files(child)
+
+
 def _load_results(path: str) -> dict[str, Any]:
-    with open(path) as f:
-        results = json.load(f)
+    results = json.loads(storage.path(path).read_text())
     missing = [k for k in _REQUIRED_FIELDS if k not in results]
     if missing:
         raise ValueError(f"{path} lacks {', '.join(missing)}: not a figkd_jax results.json")
@@ -329,34 +337,35 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
 
     ``seeds`` is space-separated; ``unfinished`` lists ``seed:epochs_done``.
     """
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_FIELDS)
-        for row in rows:
-            writer.writerow(
-                (
-                    row.dataset,
-                    row.teacher or "",
-                    row.student,
-                    row.method,
-                    row.variant,
-                    len(row.seeds),
-                    " ".join(map(str, row.seeds)),
-                    row.num_epochs,
-                    " ".join(f"{s}:{d}" for s, d in row.unfinished),
-                    *(
-                        "" if v is None else f"{v:.4f}"
-                        for v in (
-                            row.best_mean,
-                            row.best_std,
-                            row.last_mean,
-                            row.last_std,
-                            row.reference,
-                            row.teacher_top1,
-                        )
-                    ),
-                )
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_FIELDS)
+    for row in rows:
+        writer.writerow(
+            (
+                row.dataset,
+                row.teacher or "",
+                row.student,
+                row.method,
+                row.variant,
+                len(row.seeds),
+                " ".join(map(str, row.seeds)),
+                row.num_epochs,
+                " ".join(f"{s}:{d}" for s, d in row.unfinished),
+                *(
+                    "" if v is None else f"{v:.4f}"
+                    for v in (
+                        row.best_mean,
+                        row.best_std,
+                        row.last_mean,
+                        row.last_std,
+                        row.reference,
+                        row.teacher_top1,
+                    )
+                ),
             )
+        )
+    storage.write_text(path, buffer.getvalue())
 
 
 def reference_table(pairs: Iterable[tuple[str, str, str]]) -> str:
@@ -455,7 +464,7 @@ def write_report(
         raise ValueError("directories is empty: pass at least one run or sweep workdir")
     runs = find_results(directories)
     out = out or directories[0]
-    os.makedirs(out, exist_ok=True)
+    storage.path(out).mkdir(parents=True, exist_ok=True)
     rows = summarize(runs)
     table = markdown_table(rows)
     pictures = [path for panel in curve_panels(runs) for path in plots.plot_panel(panel, out)]
@@ -481,11 +490,11 @@ def write_report(
     if references:
         sections += ["## Published numbers of these pairs (top-1 %)", "", references, ""]
     sections += ["## Plots", ""]
-    sections += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pictures]
-    markdown_path = os.path.join(out, "report.md")
-    with open(markdown_path, "w") as f:
-        f.write("\n".join(sections) + "\n")
-    csv_path = os.path.join(out, "report.csv")
+    names = [storage.path(p).name for p in pictures]
+    sections += [f"![{name}]({name})" for name in names]
+    markdown_path = str(storage.path(out) / "report.md")
+    storage.write_text(markdown_path, "\n".join(sections) + "\n")
+    csv_path = str(storage.path(out) / "report.csv")
     write_csv(rows, csv_path)
     return Report(rows, table, markdown_path, csv_path, pictures)
 

@@ -10,7 +10,6 @@ and the report use it alike), `initial_state` is the deterministic state at step
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -19,10 +18,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import checkpoints, data, methods, models
+from figkd_jax import checkpoints, data, methods, models, storage
 from figkd_jax.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
 
 
@@ -222,15 +222,15 @@ def check_ranges(config) -> None:
         raise ConfigError(f"config.sweep.seeds={tuple(config.sweep.seeds)} must be integers")
 
 
-def teacher_checkpoint(source: str, which: str = "last") -> tuple[str, int, dict]:
+def teacher_checkpoint(source: str, which: str = "last") -> tuple[epath.Path, int, dict]:
     """(checkpoint directory, step, meta) of a teacher run's workdir or a checkpoint directory.
 
-    `which` is "last" or "best" (the run's best evaluated step).
+    `which` is "last" or "best" (the run's best evaluated step). `source` may be a URL.
     """
-    directory = source
-    if os.path.isdir(os.path.join(source, "checkpoints")):
-        directory = os.path.join(source, "checkpoints")
     try:
+        directory = storage.path(source)
+        if (directory / "checkpoints").is_dir():
+            directory = directory / "checkpoints"
         step, meta = checkpoints.select(directory, which)
     except FileNotFoundError:
         raise ConfigError(

@@ -18,12 +18,10 @@ tabulates it.
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 from absl import logging
 
-from figkd_jax import methods, train
+from figkd_jax import methods, storage, train
 from figkd_jax.run_setup import ConfigError, build_run
 
 
@@ -73,12 +71,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     runs = plan(config)
     for _, run_config in runs:
         if run_config.teacher.workdir == "teacher":
-            run_config.teacher.workdir = os.path.join(workdir, "teacher")
+            run_config.teacher.workdir = str(storage.path(workdir) / "teacher")
         build_run(run_config)
     results = {}
     for name, run_config in runs:
         logging.info("Sweep: run %s", name)
-        results[name] = train.train_and_evaluate(run_config, os.path.join(workdir, name))
+        results[name] = train.train_and_evaluate(run_config, str(storage.path(workdir) / name))
     print(summary_table(results))
     return results
 

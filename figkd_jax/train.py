@@ -13,7 +13,6 @@ checkpoints.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 
@@ -21,9 +20,8 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from flax.metrics import tensorboard
 
-from figkd_jax import data, events, feeds, run_setup, steps, workdir_lock
+from figkd_jax import data, events, feeds, run_setup, steps, storage, workdir_lock
 from figkd_jax import workdir as workdir_lib
 from figkd_jax.run_setup import ConfigError, Run, Teacher
 
@@ -48,6 +46,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ConfigError(f"config.dataset: {e}") from None
     run = run_setup.build_run(config, info)
     teacher = run_setup.load_teacher(run)
+    # Writable, and the same storage for every process, before the lock is written there.
+    workdir_lib.check_workdir(workdir)
     # One launch at a time per workdir: the lock is taken before the workdir's
     # config is compared, so that no other launch rewrites it meanwhile.
     with workdir_lock.hold(workdir) as lock:
@@ -62,9 +62,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if jax.process_index() == 0:
             if changed and config.on_changed_config == "overwrite":
                 workdir_lib.delete_run(workdir)
-            os.makedirs(workdir, exist_ok=True)
+            storage.path(workdir).mkdir(parents=True, exist_ok=True)
             workdir_lib.write_json(
-                os.path.join(workdir, workdir_lib.CONFIG_FILE), workdir_lib.config_to_dict(config)
+                storage.path(workdir) / workdir_lib.CONFIG_FILE, workdir_lib.config_to_dict(config)
             )
         return _train(run, teacher, workdir, lock)
 
@@ -85,9 +85,6 @@ def _train(
         state, meta = resumed
         logging.info("Resumed from step %d of %s", int(state.step), workdir)
     start_step = int(state.step)
-    if is_writer:
-        # Drop what a killed predecessor logged after its last checkpoint.
-        events.truncate_events(workdir, start_step)
 
     on_device = run_setup.input_on_device(config, run.info)
     eval_sums = feeds.DeviceEval(run) if on_device else feeds.HostEval(run)
@@ -95,7 +92,8 @@ def _train(
         eval_sums(variables, teacher_vars, model, teacher)
     )
 
-    writer = tensorboard.SummaryWriter(workdir) if is_writer else None
+    # Drops what a killed predecessor logged after its last checkpoint.
+    writer = events.Writer(workdir, start_step) if is_writer else None
     if teacher is not None and "teacher" not in meta:
         meta["teacher"] = evaluate(teacher_vars, teacher_model, None)
         logging.info(
@@ -119,7 +117,7 @@ def _train(
     step = start_step
     # Wall time accumulates over resumptions.
     t_start = time.time() - meta.get("wall_time", 0.0)
-    results_path = os.path.join(workdir, workdir_lib.RESULTS_FILE)
+    results_path = storage.path(workdir) / workdir_lib.RESULTS_FILE
     if step < stop_step:
         logging.info("Compiling the train step...")
     with _PreemptionWatcher(mngr) as preemption:
@@ -289,6 +287,7 @@ def _log_train(writer, step: int, pending: list, timer: _Throughput, run: Run) -
     if writer is not None:
         for k, v in means.items():
             writer.scalar(f"train/{k}", v, step)
+        writer.flush()
 
 
 def _log_eval(writer, record: dict) -> None:

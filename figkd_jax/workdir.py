@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from typing import Any
 
@@ -23,8 +22,8 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from figkd_jax import checkpoints, events, methods
-from figkd_jax.run_setup import Run
+from figkd_jax import checkpoints, events, methods, storage
+from figkd_jax.run_setup import ConfigError, Run
 from figkd_jax.steps import TrainState
 
 CONFIG_FILE = "config.json"
@@ -61,11 +60,16 @@ def config_to_dict(config) -> dict[str, Any]:
 
 def changed_fields(config, workdir: str) -> list[str]:
     """Config fields that differ from the run already in `workdir` (if any)."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
+    path = storage.path(workdir) / CONFIG_FILE
+    if not path.exists():
         return []
-    with open(path) as f:
-        previous = json.load(f)
+    try:
+        previous = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        # `write_json` never leaves half a file: this one was changed by hand.
+        raise ConfigError(
+            f"{path} is not valid JSON ({e}): restore it, or use a new --workdir"
+        ) from None
     resolved = config_to_dict(config)
     return sorted(
         k
@@ -76,23 +80,63 @@ def changed_fields(config, workdir: str) -> list[str]:
 
 def delete_run(workdir: str) -> None:
     """Removes what a run wrote in `workdir`, and nothing else."""
-    shutil.rmtree(os.path.join(workdir, CHECKPOINTS_DIR), ignore_errors=True)
+    directory = storage.path(workdir)
+    if (directory / CHECKPOINTS_DIR).exists():
+        (directory / CHECKPOINTS_DIR).rmtree()
     for name in (CONFIG_FILE, RESULTS_FILE, *events.files(workdir)):
-        path = os.path.join(workdir, name)
-        if os.path.exists(path):
-            os.remove(path)
+        (directory / name).unlink(missing_ok=True)
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Atomic JSON write: a reader (or a kill) never sees half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    """Writes `obj` as JSON so that a reader (or a kill) never sees half a file.
+
+    Locally through a renamed temporary file; on GCS as one object upload, which replaces
+    the object whole or not at all (`storage`). After a kill, ``config.json`` and
+    ``results.json`` therefore hold either the previous complete version or the new one. A
+    resumed run reads ``config.json`` (and refuses an unparsable one) but never reads
+    ``results.json``: it rewrites it from the checkpoint's meta after its first epoch.
+    """
+    storage.write_text(path, json.dumps(obj, indent=2, sort_keys=True))
+
+
+def check_workdir(workdir: str) -> None:
+    """Raises StorageError unless `workdir` is writable and, with several processes, the
+    same directory for all of them (shared storage such as GCS, not a host's local disk).
+
+    Process 0 writes a marker with a random token; after a barrier every process reads it
+    back, and all of them agree on the outcome, so none waits at a later barrier alone.
+    """
+    if jax.process_count() == 1:
+        storage.check_writable(workdir)
+        storage.remove_marker(workdir)
+        return
+    failure = None
+    token = bytes(16)
+    if jax.process_index() == 0:
+        try:
+            token = bytes.fromhex(storage.check_writable(workdir))
+        except storage.StorageError as e:
+            failure = str(e)
+    token = bytes(multihost_utils.broadcast_one_to_all(np.frombuffer(token, np.uint8)))
+    if not any(token):  # process 0 could not write
+        raise storage.StorageError(
+            failure or f"process 0 cannot write to {workdir}: see its log for why"
+        )
+    seen = storage.read_marker(workdir) == token.hex()
+    everyone = multihost_utils.process_allgather(np.asarray(seen))
+    if jax.process_index() == 0:
+        storage.remove_marker(workdir)
+    if not everyone.all():
+        blind = [int(i) for i in np.flatnonzero(~everyone)]
+        raise storage.StorageError(
+            f"--workdir {workdir} is not the same directory for every process (processes "
+            f"{blind} do not see what process 0 wrote): the workdir must be shared storage, "
+            "a gs:// bucket or a shared filesystem"
+        )
 
 
 def checkpoint_manager(workdir: str, keep_last: int):
-    return checkpoints.manager(os.path.join(workdir, CHECKPOINTS_DIR), keep_last=keep_last)
+    return checkpoints.manager(storage.path(workdir) / CHECKPOINTS_DIR, keep_last=keep_last)
 
 
 def _optimizer_item(state: TrainState) -> dict:

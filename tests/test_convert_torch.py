@@ -215,3 +215,30 @@ def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_pat
         atol=1e-4,
     )
     assert checkpoints.read_meta(out)[1]["dataset"] == "cifar100"
+
+
+def test_reads_and_writes_cloud_storage(gcs, tmp_path):
+    """A .pth in a gs:// bucket (the local emulator of tests/gcs_emulator.py) converted into a
+    checkpoint directory in the bucket."""
+    from figkd_jax import storage
+    from tests.gcs_emulator import local_gs_paths
+
+    bucket = gcs.create_bucket("figkd-convert")
+    torch_model = _random_torch_model("resnet8", num_classes=10)
+    pth = f"{bucket}/pytorch/r8.pth"
+    storage.write_bytes(
+        pth, (storage.path(_save(torch_model, tmp_path / "r8.pth", "bare"))).read_bytes()
+    )
+    out = f"{bucket}/teachers/r8"
+    convert_torch.main([pth, "--model", "resnet8", "--out", out])
+
+    meta, model, variables = _restore(out)
+    assert meta["source"] == pth and meta["num_classes"] == 10
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        model.apply(variables, images, train=False),
+        _torch_logits(torch_model, images),
+        rtol=0,
+        atol=1e-4,  # as in the tests above
+    )
+    assert local_gs_paths(str(tmp_path)) == []

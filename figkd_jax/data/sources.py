@@ -19,7 +19,6 @@ Missing fields count as None, so ``ConfigDict(dict(name="cifar100"))`` is a vali
 
 import dataclasses
 import functools
-import os
 
 import ml_collections
 import numpy as np
@@ -27,6 +26,7 @@ import tensorflow_datasets as tfds
 from ml_collections import config_dict
 
 import figkd_jax.data.builders  # noqa: F401  (registers our builders with TFDS)
+from figkd_jax import storage
 from figkd_jax.data import digits
 from figkd_jax.data.registry import SOURCES, DatasetInfo, get_info
 
@@ -90,8 +90,10 @@ def resolve(data_config) -> DataConfig:
         raise ValueError(f"data_config.cache_size must be an int >= 1, got {cache_size}")
     return DataConfig(
         name=name,
-        data_dir=os.fspath(data_dir) if data_dir is not None else None,
-        manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
+        # Through `storage.path`: a URL with a typo (gs:/bucket) fails here, not as a local
+        # directory named "gs:".
+        data_dir=str(storage.path(data_dir)) if data_dir is not None else None,
+        manual_dir=str(storage.path(manual_dir)) if manual_dir is not None else None,
         train_split=getattr(data_config, "train_split", None) or info.train_split,
         eval_split=getattr(data_config, "eval_split", None) or info.eval_split,
         decode_once=bool(decode_once),
@@ -106,7 +108,7 @@ def _builder(config: DataConfig) -> tfds.core.DatasetBuilder:
 def _not_prepared_message(config: DataConfig, builder: tfds.core.DatasetBuilder) -> str:
     data_dir = builder.data_dir_root
     source = SOURCES[config.name]
-    manual_dir = config.manual_dir or os.path.join(data_dir, "downloads", "manual")
+    manual_dir = storage.path(config.manual_dir or storage.path(data_dir) / "downloads" / "manual")
     prepare = f"`python -m figkd_jax.data.prepare --dataset={config.name} --data_dir={data_dir}"
     if source.kind == "tfds":
         return (
@@ -114,7 +116,7 @@ def _not_prepared_message(config: DataConfig, builder: tfds.core.DatasetBuilder)
             f"reachable, or copy a prepared {config.name}/{builder.version} folder there"
         )
     prepare += f" --manual_dir={manual_dir}`"
-    missing = [f for f in source.manual_files if not os.path.exists(os.path.join(manual_dir, f))]
+    missing = [f for f in source.manual_files if not (manual_dir / f).exists()]
     if missing:
         return (
             f"{config.name} is not prepared in {data_dir}: download {', '.join(missing)} from "

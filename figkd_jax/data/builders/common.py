@@ -68,6 +68,7 @@ class ManualImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         )
 
     def _manual_file(self, dl_manager: tfds.download.DownloadManager, name: str) -> epath.Path:
+        # An epath Path (the manual dir may be a gs:// URL): read it through .open().
         path = dl_manager.manual_dir / name
         if not path.exists():
             raise FileNotFoundError(

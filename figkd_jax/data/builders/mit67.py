@@ -35,7 +35,7 @@ class Mit67(common.ManualImageBuilder):
     def _generate_examples(self, tar_path, listed_paths):
         wanted = set(listed_paths)
         found = set()
-        with tarfile.open(tar_path, "r|*") as archive:
+        with tar_path.open("rb") as f, tarfile.open(fileobj=f, mode="r|*") as archive:
             for member in archive:
                 parts = member.name.split("/")
                 if not member.isfile() or len(parts) < 3 or parts[-3] != "Images":

@@ -29,7 +29,8 @@ class Stanford40(common.ManualImageBuilder):
         images_name, splits_name = self.MANUAL_FILES
         images_path = self._manual_file(dl_manager, images_name)
         action_of = {"train": {}, "test": {}}  # split -> image file name -> action
-        with zipfile.ZipFile(self._manual_file(dl_manager, splits_name)) as archive:
+        splits_path = self._manual_file(dl_manager, splits_name)
+        with splits_path.open("rb") as f, zipfile.ZipFile(f) as archive:
             for path in archive.namelist():
                 match = _LIST_NAME.fullmatch(posixpath.basename(path))
                 if match:
@@ -42,7 +43,7 @@ class Stanford40(common.ManualImageBuilder):
         }
 
     def _generate_examples(self, images_path, action_of):
-        with zipfile.ZipFile(images_path) as archive:
+        with images_path.open("rb") as f, zipfile.ZipFile(f) as archive:
             paths = {posixpath.basename(path): path for path in archive.namelist()}
             missing = sorted(set(action_of) - set(paths))
             if missing:

@@ -26,7 +26,7 @@ class TinyImagenet(common.ManualImageBuilder):
     def _split_generators(self, dl_manager):
         (archive_name,) = self.MANUAL_FILES
         archive_path = self._manual_file(dl_manager, archive_name)
-        with zipfile.ZipFile(archive_path) as archive:
+        with archive_path.open("rb") as f, zipfile.ZipFile(f) as archive:
             root = _root_prefix(archive)
             wnids = sorted(archive.read(root + "wnids.txt").decode().split())
             val_lines = archive.read(root + "val/val_annotations.txt").decode().splitlines()
@@ -38,7 +38,7 @@ class TinyImagenet(common.ManualImageBuilder):
         }
 
     def _generate_examples(self, archive_path, root, split, val_labels):
-        with zipfile.ZipFile(archive_path) as archive:
+        with archive_path.open("rb") as f, zipfile.ZipFile(f) as archive:
             for path in archive.namelist():
                 label = _label_of(path[len(root) :], split, val_labels)
                 if label is not None:
