@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Sharding
 
+from figkd_jax import randaugment
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
 from figkd_jax.models import compute_dtype
 
@@ -101,14 +102,16 @@ def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array
 
 
 def epoch_plan(
-    seed: int, epoch: int, num_examples: int, global_batch_size: int
+    seed: int, epoch: int, num_examples: int, global_batch_size: int, strong_view: bool = False
 ) -> dict[str, np.ndarray]:
     """The TF pipeline's order and draws of epoch ``epoch``, cut into global batches.
 
     Returns {"index": int32 [S, B], "draws": float32 [S, B, 3]} with S = num_examples // B
     steps per epoch: row s holds the example indices of step s of the epoch and their
     augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``; the remainder
-    of the order is dropped, as in ``pipeline.train_stream``).
+    of the order is dropped, as in ``pipeline.train_stream``). With ``strong_view`` also
+    "strong_draws", float32 [S, B, randaugment.STRONG_VIEW_DRAWS]
+    (``pipeline.strong_view_draws``).
     """
     import tensorflow as tf
 
@@ -120,10 +123,16 @@ def epoch_plan(
     epoch_tensor = tf.constant(epoch, tf.int64)
     order = pipeline.epoch_order(seed, epoch_tensor, num_examples)[: steps * global_batch_size]
     draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, augment.PAD_CROP_FLIP_DRAWS)
-    return {
+    plan = {
         "index": order.numpy().astype(np.int32).reshape(steps, global_batch_size),
         "draws": tf.gather(draws, order).numpy().reshape(steps, global_batch_size, -1),
     }
+    if strong_view:
+        strong = pipeline.strong_view_draws(seed, epoch_tensor, num_examples)
+        plan["strong_draws"] = (
+            tf.gather(strong, order).numpy().reshape(steps, global_batch_size, -1)
+        )
+    return plan
 
 
 def batch_at(
@@ -149,7 +158,9 @@ def batch_at(
 
     Returns:
       {"image": dtype [B, H, W, C] normalised, "label": int32 [B]}, equal to step ``step``
-      of ``pipeline.train_stream`` with the same seed and global batch size.
+      of ``pipeline.train_stream`` with the same seed and global batch size; with a plan
+      that has "strong_draws", also that stream's "strong_image" and "strong_draws" of
+      ``strong_view=True``.
     """
     spec = _pad_crop_flip_spec(info)
     steps_per_epoch = plan["index"].shape[0]
@@ -163,11 +174,30 @@ def batch_at(
     )
     index, draws = constrain(index), constrain(draws)
     rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
-    images = pad_crop_flip(arrays["image"][index], rows, cols, flips, spec.pad)
-    return {
+    source = arrays["image"][index]
+    images = pad_crop_flip(source, rows, cols, flips, spec.pad)
+    batch = {
         "image": constrain(normalize(images, info.mean, info.std, dtype)),
         "label": constrain(arrays["label"][index]),
     }
+    if "strong_draws" in plan:
+        strong_draws = constrain(
+            jax.lax.dynamic_index_in_dim(plan["strong_draws"], position, keepdims=False)
+        )
+        strong = sample_pad_crop_flip(strong_draws, spec.pad, spec.flip)
+        batch["strong_image"] = constrain(pad_crop_flip(source, *strong, spec.pad))
+        batch["strong_draws"] = strong_draws
+    return batch
+
+
+def finish_strong_view(
+    strong_image: jax.Array, strong_draws: jax.Array, *, info: DatasetInfo, dtype: str = "float32"
+) -> jax.Array:
+    """MLKD's strong view from a batch's "strong_image" (uint8 [B, H, W, C], already padded,
+    cropped and flipped) and "strong_draws": RandAugment + Cutout (``figkd_jax.randaugment``)
+    then normalisation, in ``dtype``. Runs on the accelerator for both input paths."""
+    params = randaugment.sample_rand_augment(strong_draws)
+    return normalize(randaugment.rand_augment(strong_image, params), info.mean, info.std, dtype)
 
 
 def _steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
@@ -191,6 +221,7 @@ class DeviceDataset:
       seed: seed of the order and augmentation (the run's ``config.seed``).
       global_batch_size: examples per step over all devices and processes.
       sharding: where ``arrays`` and the plans live (fully replicated).
+      strong_view: whether plans carry the draws of MLKD's strong view.
     """
 
     arrays: dict[str, jax.Array]
@@ -198,10 +229,17 @@ class DeviceDataset:
     seed: int
     global_batch_size: int
     sharding: Sharding
+    strong_view: bool = False
 
     @classmethod
     def create(
-        cls, data_config, *, seed: int, global_batch_size: int, sharding: Sharding
+        cls,
+        data_config,
+        *,
+        seed: int,
+        global_batch_size: int,
+        sharding: Sharding,
+        strong_view: bool = False,
     ) -> DeviceDataset:
         """Loads the configured train split (``data.load_arrays``) and uploads it."""
         from figkd_jax.data import sources
@@ -217,6 +255,7 @@ class DeviceDataset:
             seed=seed,
             global_batch_size=global_batch_size,
             sharding=sharding,
+            strong_view=strong_view,
         )
 
     @classmethod
@@ -229,6 +268,7 @@ class DeviceDataset:
         seed: int,
         global_batch_size: int,
         sharding: Sharding,
+        strong_view: bool = False,
     ) -> DeviceDataset:
         """A split given as host arrays: images uint8 [N, *info.image_shape], labels int32 [N]."""
         _pad_crop_flip_spec(info)
@@ -249,7 +289,7 @@ class DeviceDataset:
             "image": _put(np.ascontiguousarray(images), sharding),
             "label": _put(np.asarray(labels, np.int32), sharding),
         }
-        return cls(arrays, info, int(seed), global_batch_size, sharding)
+        return cls(arrays, info, int(seed), global_batch_size, sharding, strong_view)
 
     @property
     def num_examples(self) -> int:
@@ -261,7 +301,9 @@ class DeviceDataset:
 
     def plan(self, epoch: int) -> dict[str, jax.Array]:
         """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""
-        host = epoch_plan(self.seed, epoch, self.num_examples, self.global_batch_size)
+        host = epoch_plan(
+            self.seed, epoch, self.num_examples, self.global_batch_size, self.strong_view
+        )
         return {k: _put(v, self.sharding) for k, v in host.items()}
 
 
