@@ -66,7 +66,7 @@ def test_strong_view_is_a_function_of_seed_epoch_and_index():
 
 
 def test_variable_resolution_datasets_refuse_a_strong_view():
-    with pytest.raises(ValueError, match="strong view .* fixed-resolution"):
+    with pytest.raises(ValueError, match=r"strong view .* fixed-resolution"):
         data.train_stream(
             ml_collections.ConfigDict({"name": "stanford_dogs"}),
             global_batch_size=4,
