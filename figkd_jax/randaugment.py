@@ -85,6 +85,11 @@ def sample_rand_augment(draws: jax.Array) -> dict[str, jax.Array]:
 
 def rand_augment(images: jax.Array, params: dict[str, jax.Array]) -> jax.Array:
     """The two operations then Cutout on uint8 images [B, H, W, 3] -> uint8 [B, H, W, 3]."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != jnp.uint8:
+        raise ValueError(
+            f"RandAugment works on uint8 RGB images [B, H, W, 3], got {images.dtype} "
+            f"{list(images.shape)}"
+        )
 
     def one(image, ops, magnitudes, cutout_fraction, cutout_x, cutout_y):
         for k in range(NUM_OPS):

@@ -1,5 +1,7 @@
 """MLKD's strong view against Pillow, which the authors' RandAugment runs on."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,3 +143,13 @@ def test_geometric_operations_fill_black(op):
     np.testing.assert_array_equal(
         out, np.asarray(PILLOW_OPS[op](Image.fromarray(white), magnitude))
     )
+
+
+def test_rand_augment_needs_rgb_uint8_images():
+    params = randaugment.sample_rand_augment(jnp.zeros((2, randaugment.STRONG_VIEW_DRAWS)))
+    with pytest.raises(
+        ValueError, match=re.escape("uint8 RGB images [B, H, W, 3], got uint8 [2, 8, 8, 1]")
+    ):
+        randaugment.rand_augment(np.zeros((2, 8, 8, 1), np.uint8), params)
+    with pytest.raises(ValueError, match="got float32"):
+        randaugment.rand_augment(np.zeros((2, 8, 8, 3), np.float32), params)
