@@ -51,7 +51,8 @@ def main(argv):
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
-    from figkd_jax import train
+    from figkd_jax import sweep, train
+    from figkd_jax.run_setup import ConfigError
 
     logging.info(
         "JAX process %d/%d, %d devices",
@@ -60,8 +61,11 @@ def main(argv):
         jax.device_count(),
     )
     try:
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (train.ConfigError, FileNotFoundError, FloatingPointError) as e:
+        if sweep.is_sweep(_CONFIG.value):
+            sweep.run(_CONFIG.value, _WORKDIR.value)
+        else:
+            train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except (ConfigError, FileNotFoundError, FloatingPointError) as e:
         # One actionable line, no traceback: the message says what to change.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -40,7 +40,7 @@ import numpy as np
 from jax.sharding import Sharding
 
 from figkd_jax import randaugment
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info, steps_per_epoch
 from figkd_jax.models import compute_dtype
 
 
@@ -117,7 +117,7 @@ def epoch_plan(
 
     from figkd_jax.data import augment, pipeline
 
-    steps = pipeline.steps_per_epoch(num_examples, global_batch_size)
+    steps = steps_per_epoch(num_examples, global_batch_size)
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
     epoch_tensor = tf.constant(epoch, tf.int64)
@@ -200,12 +200,6 @@ def finish_strong_view(
     return normalize(randaugment.rand_augment(strong_image, params), info.mean, info.std, dtype)
 
 
-def _steps_per_epoch(num_examples: int, global_batch_size: int) -> int:
-    from figkd_jax.data import pipeline
-
-    return pipeline.steps_per_epoch(num_examples, global_batch_size)
-
-
 def _put(array: np.ndarray, sharding: Sharding) -> jax.Array:
     """A global array from the same host array in every process (multi-process safe)."""
     return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
@@ -284,7 +278,7 @@ class DeviceDataset:
             )
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-        _steps_per_epoch(len(labels), global_batch_size)  # validates the batch size
+        steps_per_epoch(len(labels), global_batch_size)  # validates the batch size
         arrays = {
             "image": _put(np.ascontiguousarray(images), sharding),
             "label": _put(np.asarray(labels, np.int32), sharding),
@@ -297,7 +291,7 @@ class DeviceDataset:
 
     @property
     def steps_per_epoch(self) -> int:
-        return _steps_per_epoch(self.num_examples, self.global_batch_size)
+        return steps_per_epoch(self.num_examples, self.global_batch_size)
 
     def plan(self, epoch: int) -> dict[str, jax.Array]:
         """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""

@@ -30,13 +30,12 @@ import csv
 import dataclasses
 import json
 import os
-import re
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
+from figkd_jax import plots
 
 # Published top-1 (%): dataset -> (teacher, student) in registry names -> one value (or None)
 # per REFERENCE_COLUMNS: the teacher and the student trained alone, then each method distilling
@@ -267,10 +266,14 @@ def _std(values: Sequence[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
-def _row_order(row: Row):
-    base, _, suffix = row.method.partition("+")
+def _method_rank(method: str, variant: str):
+    base, _, suffix = method.partition("+")
     rank = METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER)
-    return (row.dataset, row.teacher or "", row.student, rank, base, suffix, row.variant)
+    return (rank, base, suffix, variant)
+
+
+def _row_order(row: Row):
+    return (row.dataset, row.teacher or "", row.student, *_method_rank(row.method, row.variant))
 
 
 def reference_top1(dataset: str, teacher: str | None, student: str, method: str) -> float | None:
@@ -435,289 +438,50 @@ def reference_table(pairs: Iterable[tuple[str, str, str]]) -> str:
 # Curves
 
 
-def epoch_curve(
-    members: Sequence[dict[str, Any]], metric: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(epochs, mean, min, max) of history `metric` (in %) over the runs that reached each epoch.
+def curve_panels(runs: Sequence[dict[str, Any]]) -> list[plots.CurvePanel]:
+    """One panel per (dataset, teacher, student), and per model trained alone.
 
-    None when no run has the metric.
+    A pair's panel also shows the student trained alone ("ce", undistilled) and the teacher's
+    top-1; each method keeps one colour across the panel's plots.
     """
-    by_epoch: dict[int, list[float]] = {}
-    for run in members:
-        for record in run["history"]:
-            if metric in record:
-                by_epoch.setdefault(record["epoch"], []).append(100 * record[metric])
-    if not by_epoch:
-        return None
-    epochs = np.array(sorted(by_epoch))
-    values = [np.array(by_epoch[e]) for e in epochs]
-    return (
-        epochs,
-        np.array([v.mean() for v in values]),
-        np.array([v.min() for v in values]),
-        np.array([v.max() for v in values]),
-    )
-
-
-def plot_curves(runs: Sequence[dict[str, Any]], out_dir: str) -> list[str]:
-    """Top-1 and agreement per epoch, one PNG per (dataset, teacher, student); returns paths.
-
-    Pair plots also show the student's runs without a teacher ("ce") and the teacher's top-1 as
-    a dashed line.
-    """
-    groups = group_runs(runs)
-    plots: dict[tuple[str, str | None, str], list] = {}
-    for key, members in groups.items():
-        plots.setdefault(key[:3], []).append((key, members))
-    for (dataset, teacher, student), entries in list(plots.items()):
+    by_pair: dict[tuple[str, str | None, str], list] = {}
+    for key, members in group_runs(runs).items():
+        by_pair.setdefault(key[:3], []).append((key, members))
+    for (dataset, teacher, student), entries in list(by_pair.items()):
         if teacher is not None:
-            entries.extend(plots.get((dataset, None, student), []))
-    paths = []
+            entries.extend(by_pair.get((dataset, None, student), []))
+    panels = []
     for (dataset, teacher, student), entries in sorted(
-        plots.items(), key=lambda i: _sort_key(i[0])
+        by_pair.items(), key=lambda item: (item[0][0], item[0][1] or "", item[0][2])
     ):
-        # One colour per method, the same in the top-1 and the agreement plot.
-        entries = [
-            (key, members, f"C{i % 10}")
-            for i, (key, members) in enumerate(
-                sorted(entries, key=lambda e: _row_order(_stub_row(e[0])))
+        curves = []
+        for i, ((_, run_teacher, _, method, variant), members) in enumerate(
+            sorted(entries, key=lambda e: _method_rank(e[0][3], e[0][4]))
+        ):
+            label = method if run_teacher is not None else f"{method} (no teacher)"
+            curves.append(
+                plots.Curve(
+                    label=f"{label} [{variant}]" if variant else label,
+                    color=f"C{i % 10}",
+                    members=members,
+                    distilled=run_teacher is not None,
+                )
             )
-        ]
+        teacher_top1 = None
+        if teacher is not None:
+            teacher_top1 = _mean(
+                [
+                    100 * r["teacher_eval"]["top1"]
+                    for (_, run_teacher, *_), members in entries
+                    if run_teacher == teacher
+                    for r in members
+                    if r.get("teacher_eval") is not None
+                ]
+            )
         name = f"{dataset}_{student}" if teacher is None else f"{dataset}_{teacher}_to_{student}"
         title = student if teacher is None else f"{teacher} → {student}"
-        teacher_line = None
-        if teacher is not None:
-            values = [
-                100 * r["teacher_eval"]["top1"]
-                for key, members, _ in entries
-                if key[1] == teacher
-                for r in members
-                if r.get("teacher_eval") is not None
-            ]
-            teacher_line = _mean(values)
-        path = _plot_metric(
-            entries, "top1", f"{dataset}: {title}", "test top-1 (%)", teacher_line, out_dir, name
-        )
-        paths.append(path)
-        if teacher is not None:
-            path = _plot_metric(
-                [e for e in entries if e[0][1] is not None],
-                "agreement",
-                f"{dataset}: {title}",
-                "teacher–student top-1 agreement (%)",
-                None,
-                out_dir,
-                name,
-            )
-            if path is not None:
-                paths.append(path)
-    return paths
-
-
-def _sort_key(key: tuple[str, str | None, str]):
-    return (key[0], key[1] or "", key[2])
-
-
-def _stub_row(key: tuple) -> Row:
-    dataset, teacher, student, method, variant = key
-    return Row(dataset, teacher, student, method, variant, (), 0, *([None] * 4), (), None, None)
-
-
-def _plot_metric(entries, metric, title, ylabel, hline, out_dir, name) -> str | None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    curves = []
-    for (_, teacher, _, method, variant), members, color in entries:
-        curve = epoch_curve(members, metric)
-        if curve is not None:
-            label = method if teacher is not None else f"{method} (no teacher)"
-            label = f"{label} [{variant}]" if variant else label
-            curves.append((f"{label}, n={len(members)}", color, curve))
-    if not curves:
-        return None
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for label, color, (epochs, mean, low, high) in curves:
-        ax.plot(epochs, mean, label=label, color=color, linewidth=1.3)
-        if len(epochs) > 1:
-            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
-        else:
-            ax.errorbar(epochs, mean, yerr=[mean - low, high - mean], color=color, fmt="o")
-    if hline is not None:
-        ax.axhline(
-            hline, color="black", linestyle="--", linewidth=1, label=f"teacher ({hline:.2f})"
-        )
-    ax.set(title=f"{title} (mean over seeds, band: min–max)", xlabel="epoch", ylabel=ylabel)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = os.path.join(out_dir, f"{metric}_{_safe(name)}.png")
-    fig.savefig(path)
-    return path
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-
-
-# --------------------------------------------------------------------------
-# The method, pictured on a teacher's logits
-
-
-def logit_bands(logits: np.ndarray, *, max_level: int = 2, mode: str = "symmetric"):
-    """The logits and their low and high Haar bands, per level, over the class axis.
-
-    Args:
-      logits: (N, C) array.
-      max_level: highest level shown, capped at the largest level C allows.
-      mode: Haar boundary mode (see figkd_jax.wavelets).
-
-    Returns:
-      {"logits": (N, C), "low, level 1": (N, C), "high, level 1": (N, C), ...} as numpy arrays.
-    """
-    import jax
-
-    from figkd_jax import haar_highpass, haar_lowpass, haar_max_level
-
-    logits = np.asarray(logits, np.float32)
-    levels = range(1, min(max_level, haar_max_level(logits.shape[-1])) + 1)
-
-    names = ["logits"]
-    for level in levels:
-        names += [f"low, level {level}", f"high, level {level}"]
-
-    @jax.jit
-    def bands(z):
-        panels = [z]
-        for level in levels:
-            panels += [haar_lowpass(z, level, mode=mode), haar_highpass(z, level, mode=mode)]
-        return panels
-
-    return {name: np.asarray(values) for name, values in zip(names, bands(logits), strict=True)}
-
-
-def plot_bands(
-    source: str,
-    out_dir: str,
-    *,
-    num_examples: int = 4,
-    dataset: str | None = None,
-    default_dataset: str | None = None,
-    data_dir: str | None = None,
-) -> str:
-    """Pictures FiGKD's input: a teacher's logits on test examples and their Haar bands.
-
-    Args:
-      source: a teacher run's workdir (with ``checkpoints/``) or a checkpoint directory; its
-        latest step is used.
-      out_dir: where ``bands_<dataset>_<model>.png`` is written.
-      num_examples: how many test examples (the first of the eval split), >= 1.
-      dataset: the dataset of the examples; default: the checkpoint's, else the run's config,
-        else `default_dataset`.
-      data_dir: TFDS data directory; default: the run's config, else the TFDS default.
-
-    Returns:
-      The path of the PNG.
-    """
-    if num_examples < 1:
-        raise ValueError(f"num_examples={num_examples} must be >= 1")
-    model, variables, meta, data_config = _restore_teacher(
-        source, dataset, default_dataset, data_dir
-    )
-    import jax
-
-    from figkd_jax import data
-
-    batch = next(iter(data.eval_stream(data_config, global_batch_size=num_examples)))
-    apply = jax.jit(lambda v, images: model.apply(v, images, train=False))
-    logits = np.asarray(apply(variables, batch["image"]))
-    labels = np.asarray(batch["label"])
-    keep = np.asarray(batch["mask"])
-    panels = {k: v[keep] for k, v in logit_bands(logits).items()}
-    name = f"{data_config.name}_{meta['model']}"
-    return _draw_bands(
-        panels,
-        labels[keep],
-        f"{meta['model']} on {data_config.name} (step {meta.get('step', '?')})",
-        os.path.join(out_dir, f"bands_{_safe(name)}.png"),
-    )
-
-
-def _restore_teacher(source, dataset, default_dataset, data_dir):
-    """(model, variables, checkpoint meta, data config) of the latest step of `source`."""
-
-    from figkd_jax import checkpoints, data
-
-    run_config = {}
-    directory = source
-    if os.path.isdir(os.path.join(source, "checkpoints")):
-        directory = os.path.join(source, "checkpoints")
-        if os.path.exists(os.path.join(source, "config.json")):
-            with open(os.path.join(source, "config.json")) as f:
-                run_config = json.load(f)
-    try:
-        step, meta = checkpoints.read_meta(directory)
-    except FileNotFoundError:
-        raise ValueError(
-            f"--bands_from {source} holds no checkpoint: pass a teacher run's workdir or a "
-            "checkpoint directory"
-        ) from None
-    dataset = dataset or meta.get("dataset") or run_config.get("dataset.name") or default_dataset
-    if dataset is None:
-        raise ValueError(
-            f"the dataset of checkpoint {source} is unknown: pass it (--bands_dataset <name>)"
-        )
-    info = data.get_info(dataset)
-    if meta.get("num_classes") != info.num_classes:
-        raise ValueError(
-            f"checkpoint {source} has {meta.get('num_classes')} classes, dataset {dataset!r} has "
-            f"{info.num_classes}: pass the teacher's dataset"
-        )
-    data_config = data.default_data_config(dataset)
-    if run_config.get("dataset.name") == dataset:
-        for field in ("data_dir", "manual_dir", "eval_split"):
-            data_config[field] = run_config.get(f"dataset.{field}")
-    if data_dir is not None:
-        data_config.data_dir = data_dir
-    model, variables = checkpoints.restore_model(
-        directory, step, meta, image_shape=info.image_shape
-    )
-    return model, variables, {**meta, "step": step}, data_config
-
-
-def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, path: str) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    logits = panels["logits"]
-    num_examples, num_classes = logits.shape
-    columns = list(panels)
-    fig = Figure(figsize=(3.2 * len(columns), 2.2 * num_examples + 0.6), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(num_examples, len(columns), sharex=True, sharey="row", squeeze=False)
-    classes = np.arange(num_classes)
-    for i in range(num_examples):
-        predicted = int(np.argmax(logits[i]))
-        for j, column in enumerate(columns):
-            ax = axes[i, j]
-            values = panels[column][i]
-            colors = np.where(classes == labels[i], "tab:red", "tab:blue")
-            ax.bar(classes, values, width=0.9, color=colors)
-            ax.axhline(0, color="black", linewidth=0.5)
-            energy = float(np.mean(values**2))
-            ax.set_title(f"{column} (energy {energy:.3g})", fontsize="small")
-            if j == 0:
-                ax.set_ylabel(f"label {labels[i]}, pred {predicted}", fontsize="small")
-            if i == num_examples - 1:
-                ax.set_xlabel("class index")
-    fig.suptitle(f"{title}: teacher logits and Haar bands over classes (red: true class)")
-    fig.tight_layout()
-    fig.savefig(path)
-    return path
+        panels.append(plots.CurvePanel(name, f"{dataset}: {title}", curves, teacher_top1))
+    return panels
 
 
 # --------------------------------------------------------------------------
@@ -752,11 +516,11 @@ def write_report(
     os.makedirs(out, exist_ok=True)
     rows = summarize(runs)
     table = markdown_table(rows)
-    plots = plot_curves(runs, out)
+    pictures = [path for panel in curve_panels(runs) for path in plots.plot_panel(panel, out)]
     if bands_from is not None:
         datasets = sorted({r["dataset"] for r in runs})
-        plots.append(
-            plot_bands(
+        pictures.append(
+            plots.plot_bands(
                 bands_from,
                 out,
                 dataset=bands_dataset,
@@ -775,13 +539,13 @@ def write_report(
     if references:
         sections += ["## Published numbers of these pairs (top-1 %)", "", references, ""]
     sections += ["## Plots", ""]
-    sections += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots]
+    sections += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in pictures]
     markdown_path = os.path.join(out, "report.md")
     with open(markdown_path, "w") as f:
         f.write("\n".join(sections) + "\n")
     csv_path = os.path.join(out, "report.csv")
     write_csv(rows, csv_path)
-    return Report(rows, table, markdown_path, csv_path, plots)
+    return Report(rows, table, markdown_path, csv_path, pictures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,12 @@ import ml_collections
 from absl import logging
 
 from figkd_jax import methods, train
+from figkd_jax.run_setup import ConfigError, build_run
+
+
+def is_sweep(config: ml_collections.ConfigDict) -> bool:
+    """Whether `config` describes several runs (methods x seeds, or a teacher first)."""
+    return bool(config.sweep.methods or config.sweep.seeds or config.sweep.train_teacher)
 
 
 def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.ConfigDict]]:
@@ -30,7 +36,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
-            raise train.ConfigError("config.sweep.train_teacher needs config.teacher.model")
+            raise ConfigError("config.sweep.train_teacher needs config.teacher.model")
         teacher = ml_collections.ConfigDict(base.to_dict())
         teacher.model = config.teacher.model
         teacher.method.name = "ce"
@@ -61,7 +67,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for _, run_config in runs:
         if run_config.teacher.workdir == "teacher":
             run_config.teacher.workdir = os.path.join(workdir, "teacher")
-        train.validate(run_config)
+        build_run(run_config)
     results = {}
     for name, run_config in runs:
         logging.info("Sweep: run %s", name)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import benchmarks
-from figkd_jax import models, train
+from figkd_jax import models, run_setup, steps
 
 
 def _load(module, arg):
@@ -17,7 +17,7 @@ def _load(module, arg):
 def _trace_one_step(config):
     if config.teacher.model:
         config.teacher.workdir = "teacher-run"  # validate() only checks that it is set
-    run = train.validate(config)
+    run = run_setup.build_run(config)
     batch = {
         "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
         "label": jax.ShapeDtypeStruct((2,), jnp.int32),
@@ -30,9 +30,9 @@ def _trace_one_step(config):
                 jax.random.key(0), jnp.zeros((1, *run.info.image_shape)), train=False
             )
         )
-    state = jax.eval_shape(lambda: train.initial_state(run))
+    state = jax.eval_shape(lambda: run_setup.initial_state(run))
     new_state, metrics = jax.eval_shape(
-        train.make_train_step(run, teacher),
+        steps.make_train_step(run, teacher),
         state,
         batch,
         teacher_vars,

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from figkd_jax import checkpoints, convert_torch, models  # noqa: E402
+from figkd_jax import checkpoints, convert_torch, models, run_setup  # noqa: E402
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -328,7 +328,6 @@ def test_refuses_a_non_state_dict(tmp_path):
 
 
 def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_path, capsys):
-    from figkd_jax import train
     from tests.train_worker import digits_config
 
     torch_model = _random_torch_model("resnet8", num_classes=100)
@@ -348,7 +347,7 @@ def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_pat
     config.method.name = "kd"
     config.teacher.model = "resnet8"
     config.teacher.checkpoint = out
-    teacher = train.load_teacher(train.validate(config))
+    teacher = run_setup.load_teacher(run_setup.build_run(config))
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(
         teacher.model.apply(teacher.variables, images, train=False),

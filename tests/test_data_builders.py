@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from figkd_jax import data
 from figkd_jax.data import builders, prepare
-from figkd_jax.data.builders import _common
+from figkd_jax.data.builders import common
 
 COLORS = (30, 120, 210)  # by label, i.e. by sorted class name
 
@@ -162,7 +162,7 @@ def test_stanford40(tmp_path):
 )
 def test_image_bytes_for_tfds(image_format, mode, kept):
     original = _image(0, (5, 4), image_format, mode)
-    stored = _common.image_bytes_for_tfds(original)
+    stored = common.image_bytes_for_tfds(original)
     assert (stored == original) == kept
     with PIL.Image.open(io.BytesIO(stored)) as image:
         assert image.format in ("JPEG", "PNG") and image.size == (5, 4)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import data, device_input, train
+from figkd_jax import data, device_input, run_setup, steps
 from figkd_jax.data import augment, pipeline, sources
 from figkd_jax.models.layers import BatchNorm
 from tests.train_worker import digits_config
@@ -232,7 +232,7 @@ def test_scanned_train_steps_equal_single_jitted_steps():
     config.method.name = "figkd"
     config.teacher.model = "resnet8"  # validated, then replaced by a tiny net
     config.teacher.checkpoint = "unused"
-    run = train.validate(config)
+    run = run_setup.build_run(config)
     run = dataclasses.replace(run, student=_TinyNet(num_classes=10))
     teacher = _TinyNet(num_classes=10)
     teacher_variables = teacher.init(jax.random.key(1), jnp.zeros((1, 8, 8, 1)), train=False)
@@ -240,21 +240,21 @@ def test_scanned_train_steps_equal_single_jitted_steps():
         DIGITS, seed=0, global_batch_size=16, sharding=REPLICATED
     )
     plan = dataset.plan(0)
-    step_fn = lambda state, batch: train.make_train_step(run, teacher)(
+    step_fn = lambda state, batch: steps.make_train_step(run, teacher)(
         state, batch, teacher_variables
     )
     batch_fn = lambda step: device_input.batch_at(dataset.arrays, plan, step, info=dataset.info)
     num_steps = 4
 
     single = jax.jit(lambda state: step_fn(state, batch_fn(state.step)))
-    state = train.initial_state(run)
+    state = run_setup.initial_state(run)
     single_metrics = []
     for _ in range(num_steps):
         state, metrics = single(state)
         single_metrics.append(metrics["loss"])
 
     scanned = jax.jit(lambda state: device_input.scan_train_steps(step_fn, state, batch_fn, 4))
-    scanned_state, scanned_metrics = scanned(train.initial_state(run))
+    scanned_state, scanned_metrics = scanned(run_setup.initial_state(run))
 
     assert int(scanned_state.step) == int(state.step) == num_steps
     assert scanned_metrics["loss"].shape == (num_steps,)

@@ -16,7 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from figkd_jax import checkpoints, data, export, models, train
+from figkd_jax import checkpoints, data, export, models, run_setup
+from figkd_jax import workdir as workdir_lib
 from tests.train_worker import digits_config
 
 IMAGE_SHAPE = data.get_info("digits").image_shape  # (8, 8, 1)
@@ -57,7 +58,7 @@ def workdir(tmp_path_factory):
     """A two-epoch digits run as the trainer leaves it; returns (workdir, {step: variables})."""
     workdir = str(tmp_path_factory.mktemp("run"))
     with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(train.config_to_dict(digits_config()), f)
+        json.dump(workdir_lib.config_to_dict(digits_config()), f)
     mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"))
     history, saved = [], {}
     all_variables = _checkpoint_variables(len(STEPS))
@@ -139,7 +140,7 @@ def test_export_best_picks_best_step_and_serves_as_a_teacher(workdir, tmp_path):
     config.method.name = "kd"
     config.teacher.model = "resnet8"
     config.teacher.checkpoint = out
-    teacher = train.load_teacher(train.validate(config))
+    teacher = run_setup.load_teacher(run_setup.build_run(config))
     _assert_trees_equal(teacher.variables, saved[STEPS[0]])
 
 
@@ -148,7 +149,7 @@ def test_mid_epoch_checkpoint_exports_as_last_only(tmp_path):
     workdir = tmp_path / "run"
     os.makedirs(workdir)
     with open(workdir / "config.json", "w") as f:
-        json.dump(train.config_to_dict(digits_config()), f)
+        json.dump(workdir_lib.config_to_dict(digits_config()), f)
     (variables,) = _checkpoint_variables(1)
     meta = {"history": [], "best_step": None, "model": "resnet8", "num_classes": 10, "step": 7}
     mngr = checkpoints.manager(str(workdir / "checkpoints"))

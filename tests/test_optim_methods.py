@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import default
-from figkd_jax import losses, methods, train
+from figkd_jax import losses, methods, steps
 
 
 def _config(**optim):
@@ -19,7 +19,7 @@ def _config(**optim):
 def test_schedule_is_epochwise_reference_applied_per_step():
     config = _config(learning_rate=0.05, lr_decay_epochs=(3, 5), lr_decay_rate=0.1)
     steps_per_epoch = 7
-    schedule = train.learning_rate_schedule(config, steps_per_epoch)
+    schedule = steps.learning_rate_schedule(config, steps_per_epoch)
     for step in range(8 * steps_per_epoch):
         epoch = step // steps_per_epoch + 1  # the reference counts epochs from 1
         decays = sum(epoch > e for e in (3, 5))
@@ -32,13 +32,13 @@ def test_schedule_is_epochwise_reference_applied_per_step():
 def test_sgd_matches_pytorch_update_by_hand():
     lr, wd, mu = 0.1, 0.01, 0.9
     config = _config(learning_rate=lr, weight_decay=wd, momentum=mu, lr_decay_epochs=())
-    tx = train.make_optimizer(config, train.learning_rate_schedule(config, 10))
+    tx = steps.make_optimizer(config, steps.learning_rate_schedule(config, 10))
     p = jnp.array([1.0, -2.0])
     g1, g2 = jnp.array([0.5, 0.25]), jnp.array([-1.0, 3.0])
     state = tx.init(p)
-    u, state = tx.update(g1, state, p)
+    u, state = tx.update(g1, state, p, step=0)
     p1 = optax.apply_updates(p, u)
-    u, state = tx.update(g2, state, p1)
+    u, state = tx.update(g2, state, p1, step=1)
     p2 = optax.apply_updates(p1, u)
     # torch.optim.SGD(momentum=mu, weight_decay=wd): d = g + wd p; buf = mu buf + d.
     d1 = np.array([0.5, 0.25]) + wd * np.array([1.0, -2.0])

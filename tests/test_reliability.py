@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, models, train
+from figkd_jax import checkpoints, events, models, run_setup, steps, train
 from tests.train_worker import digits_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,8 +92,8 @@ def test_killed_and_preempted_run_resumes_to_the_uninterrupted_result(tmp_path):
     with open(os.path.join(workdir, "results.json")) as f:
         resumed = json.load(f)
     assert resumed["history"] == reference["history"]
-    run = train.validate(config)
-    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    run = run_setup.build_run(config)
+    shapes = jax.eval_shape(lambda: run_setup.initial_state(run).variables)
     for a, b in zip(
         jax.tree.leaves(_restore(workdir, shapes)),
         jax.tree.leaves(_restore(str(tmp_path / "reference"), shapes)),
@@ -118,9 +118,9 @@ def _restore(workdir, shapes):
 
 def test_nonfinite_step_is_skipped_and_counted():
     config = digits_config()
-    run = train.validate(config)
-    state = train.initial_state(run)
-    step = jax.jit(lambda s, b: train.make_train_step(run, None)(s, b, None))
+    run = run_setup.build_run(config)
+    state = run_setup.initial_state(run)
+    step = jax.jit(lambda s, b: steps.make_train_step(run, None)(s, b, None))
     images = jnp.ones((4, 8, 8, 1)).at[0, 0, 0, 0].set(jnp.nan)
     new, metrics = step(state, {"image": images, "label": jnp.zeros(4, jnp.int32)})
     assert int(new.step) == 1 and int(new.nonfinite_steps) == 1 and int(metrics["nonfinite"]) == 1
@@ -208,27 +208,27 @@ def test_bad_config_fails_before_touching_the_workdir(case, tmp_path):
     config = digits_config()
     mutate(config)
     workdir = str(tmp_path / "run")
-    with pytest.raises((train.ConfigError, FileNotFoundError), match=message):
+    with pytest.raises((run_setup.ConfigError, FileNotFoundError), match=message):
         train.train_and_evaluate(config, workdir)
     assert not os.path.exists(workdir)
 
 
 def test_batch_not_divisible_by_devices(monkeypatch, tmp_path):
     monkeypatch.setattr(jax, "device_count", lambda: 3)
-    with pytest.raises(train.ConfigError, match="multiple of the 3 devices"):
-        train.validate(digits_config())
+    with pytest.raises(run_setup.ConfigError, match="multiple of the 3 devices"):
+        run_setup.build_run(digits_config())
 
 
 def test_teacher_of_another_architecture_or_class_count(tmp_path):
     wrong_model = _teacher_checkpoint(tmp_path / "a", model="resnet8", meta_model="resnet20")
-    with pytest.raises(train.ConfigError, match="holds a 'resnet20'"):
+    with pytest.raises(run_setup.ConfigError, match="holds a 'resnet20'"):
         train.train_and_evaluate(_distil(checkpoint=wrong_model), str(tmp_path / "w1"))
     wrong_classes = _teacher_checkpoint(tmp_path / "b", num_classes=100)
-    with pytest.raises(train.ConfigError, match="has 100 classes, but dataset 'digits' has 10"):
+    with pytest.raises(run_setup.ConfigError, match="has 100 classes, but dataset 'digits' has 10"):
         train.train_and_evaluate(_distil(checkpoint=wrong_classes), str(tmp_path / "w2"))
     # Metadata that lies about the architecture: the restore itself refuses.
     lying = _teacher_checkpoint(tmp_path / "c", model="resnet14", meta_model="resnet8")
-    with pytest.raises(train.ConfigError, match="could not be restored as a resnet8"):
+    with pytest.raises(run_setup.ConfigError, match="could not be restored as a resnet8"):
         train.train_and_evaluate(_distil(checkpoint=lying), str(tmp_path / "w3"))
     for name in ("w1", "w2", "w3"):
         assert not os.path.exists(tmp_path / name)
@@ -241,7 +241,7 @@ def test_unreadable_teacher_checkpoint(tmp_path):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
-    with pytest.raises(train.ConfigError, match="could not be restored"):
+    with pytest.raises(run_setup.ConfigError, match="could not be restored"):
         train.train_and_evaluate(_distil(checkpoint=str(directory)), str(tmp_path / "w"))
     assert not os.path.exists(tmp_path / "w")
 
@@ -254,7 +254,7 @@ def test_workdir_of_a_different_run_is_refused_unless_told(tmp_path):
         f.write("keep me")
     before = _snapshot(workdir)
     changed = digits_config(max_steps=2, seed=1)
-    with pytest.raises(train.ConfigError, match=r"different config \(seed differ"):
+    with pytest.raises(run_setup.ConfigError, match=r"different config \(seed differ"):
         train.train_and_evaluate(changed, workdir)
     assert _snapshot(workdir) == before
     # The same config resumes; max_steps may change.

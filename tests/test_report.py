@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from figkd_jax import report
+from figkd_jax import plots, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_EPOCHS = 5
@@ -44,7 +44,7 @@ def _write_run(
     epochs_done=NUM_EPOCHS,
     config=None,
 ):
-    """A results.json as train._results writes it; `top1` per epoch (fractions)."""
+    """A results.json as workdir.results writes it; `top1` per epoch (fractions)."""
     history = [
         {
             "epoch": epoch,
@@ -208,12 +208,12 @@ def test_epoch_curve_aggregates_the_runs_that_reached_each_epoch():
         {"history": [{"epoch": 1, "top1": 0.3}]},
         {"history": [{"epoch": 1, "accuracy_only": 1.0}]},
     ]
-    epochs, mean, low, high = report.epoch_curve(runs, "top1")
+    epochs, mean, low, high = plots.epoch_curve(runs, "top1")
     np.testing.assert_array_equal(epochs, [1, 2])
     np.testing.assert_allclose(mean, [20.0, 30.0])
     np.testing.assert_allclose(low, [10.0, 30.0])
     np.testing.assert_allclose(high, [30.0, 30.0])
-    assert report.epoch_curve(runs, "agreement") is None
+    assert plots.epoch_curve(runs, "agreement") is None
 
 
 def test_runs_with_different_settings_are_separate_rows(tmp_path):
@@ -297,7 +297,7 @@ def test_command_line_prints_the_table_and_writes_the_report(sweep, tmp_path):
 
 def test_logit_bands_split_the_logits_per_level():
     logits = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)
-    panels = report.logit_bands(logits)
+    panels = plots.logit_bands(logits)
     assert list(panels) == [
         "logits",
         "low, level 1",
@@ -311,7 +311,7 @@ def test_logit_bands_split_the_logits_per_level():
     pairs = (logits[:, 0::2] + logits[:, 1::2]) / 2
     np.testing.assert_allclose(panels["low, level 1"], np.repeat(pairs, 2, axis=1), atol=1e-6)
     # Three classes allow one level only.
-    assert list(report.logit_bands(logits[:, :3])) == ["logits", "low, level 1", "high, level 1"]
+    assert list(plots.logit_bands(logits[:, :3])) == ["logits", "low, level 1", "high, level 1"]
 
 
 @pytest.fixture(scope="module")
@@ -350,7 +350,7 @@ def test_band_picture_errors_name_the_fix(sweep, teacher_run, tmp_path):
     # A bare checkpoint directory has no dataset: the report's only dataset is tried, and its
     # class count does not match.
     checkpoint = str(teacher_run / "checkpoints")
-    with pytest.raises(ValueError, match=r"10 classes, dataset 'cifar100' has 100"):
+    with pytest.raises(ValueError, match=r"10 classes, but dataset 'cifar100' has 100"):
         report.write_report([str(sweep)], str(tmp_path), bands_from=checkpoint)
-    with pytest.raises(ValueError, match="holds no checkpoint"):
-        report.plot_bands(str(tmp_path), str(tmp_path))
+    with pytest.raises(ValueError, match="has no checkpoint"):
+        plots.plot_bands(str(tmp_path), str(tmp_path))

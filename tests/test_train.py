@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, train
+from figkd_jax import checkpoints, events, feeds, run_setup, train
 from tests.train_worker import digits_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,10 +71,10 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def _variables(workdir, config):
-    run = train.validate(config)
+    run = run_setup.build_run(config)
     directory = os.path.join(workdir, "checkpoints")
     step, _ = checkpoints.read_meta(directory)
-    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    shapes = jax.eval_shape(lambda: run_setup.initial_state(run).variables)
     return checkpoints.restore_variables(directory, step, checkpoints.abstract(shapes))
 
 
@@ -100,12 +100,22 @@ def _load(path):
         return {k: f[k] for k in f.files}
 
 
-def _assert_close(a, b, rtol=1e-5):
+# Sharding changes only the order of float32 reductions (BatchNorm statistics over 64x8x8 =
+# 4096 values, gradient sums over 64 examples): each step's reductions then differ by about
+# sqrt(4096) * 2^-24 ~ 4e-6 relative to their magnitude, and 12 momentum SGD steps carry and
+# add them up (~1e-5 relative seen on Intel and AMD). 1e-4 of each array's largest magnitude
+# leaves a 10x margin, and stays far below what a real bug moves (per-device BatchNorm
+# statistics or an unreduced gradient differ by tens of percent).
+def _assert_close(a, b, scale_tolerance=1e-4):
     assert a.keys() == b.keys()
     for key in a:
         if key in ("devices",):
             continue
-        np.testing.assert_allclose(a[key], b[key], rtol=rtol, atol=1e-6, err_msg=key)
+        if key == "step":
+            assert a[key] == b[key]
+            continue
+        atol = scale_tolerance * float(np.max(np.abs(b[key])))
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
 
 
 @pytest.mark.slow
@@ -180,13 +190,13 @@ def test_bfloat16_compute_keeps_float32_parameters_and_losses(tmp_path):
 
 def test_on_device_evaluation_equals_host_evaluation():
     config = digits_config(eval_batch_size=128)  # 397 examples: 4 batches, the last padded
-    run = train.validate(config)
-    student = jax.jit(lambda: train.initial_state(run))().variables
+    run = run_setup.build_run(config)
+    student = jax.jit(lambda: run_setup.initial_state(run))().variables
     teacher_model = run.student
-    teacher = jax.jit(lambda: train.initial_state(train.validate(digits_config(seed=1))))()
+    teacher = jax.jit(lambda: run_setup.initial_state(run_setup.build_run(digits_config(seed=1))))()
     args = (student, teacher.variables, run.student, teacher_model)
-    host = jax.device_get(train._HostEval(run)(*args))
-    device = jax.device_get(train._DeviceEval(run)(*args))
+    host = jax.device_get(feeds.HostEval(run)(*args))
+    device = jax.device_get(feeds.DeviceEval(run)(*args))
     assert host.keys() == device.keys() == {"count", "top1", "top5", "agreement", "teacher_kl"}
     assert int(host["count"]) == int(device["count"]) == 397
     for key in ("top1", "top5", "agreement"):

@@ -6,7 +6,7 @@ import importlib
 import pytest
 import tensorflow_datasets as tfds
 
-from figkd_jax import data, train
+from figkd_jax import data, run_setup, train
 from figkd_jax.data import sources
 
 NUM_EXAMPLES = 8
@@ -58,7 +58,7 @@ def test_teacher_then_student_on_mock_tfds(
     teacher_dir = str(tmp_path / "teacher")
     teacher = train.train_and_evaluate(_small(get_config(arg)), teacher_dir)
     assert teacher["epochs_done"] == 2 and len(teacher["history"]) == 2
-    assert train.validate(get_config(arg)).info.image_shape == image_shape
+    assert run_setup.build_run(get_config(arg)).info.image_shape == image_shape
 
     student_config = _small(get_config(arg))
     student_config.method.name = "figkd"
@@ -71,4 +71,4 @@ def test_teacher_then_student_on_mock_tfds(
     assert student["config"]["dataset.name"] == (
         "cifar100" if module == "cifar100" else "caltech_birds2011"
     )
-    assert train.validate(student_config).info.num_classes == num_classes
+    assert run_setup.build_run(student_config).info.num_classes == num_classes

@@ -49,15 +49,15 @@ def main():
 
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    from figkd_jax import train
+    from figkd_jax import run_setup, train
 
     config = digits_config(max_steps=args.max_steps)
     train.train_and_evaluate(config, args.workdir)
-    run = train.validate(config)
+    run = run_setup.build_run(config)
     from figkd_jax import checkpoints
 
     step, _ = checkpoints.read_meta(os.path.join(args.workdir, "checkpoints"))
-    shapes = jax.eval_shape(lambda: train.initial_state(run).variables)
+    shapes = jax.eval_shape(lambda: run_setup.initial_state(run).variables)
     variables = checkpoints.restore_variables(
         os.path.join(args.workdir, "checkpoints"),
         step,

@@ -3,23 +3,44 @@
 Datasets: ``digits`` (embedded, no download), ``cifar100``, ``tiny_imagenet``,
 ``caltech_birds2011``, ``stanford_dogs``, ``mit67``, ``stanford40``. The data config fields
 are documented in ``figkd_jax.data.sources``.
+
+The registry (names, sizes, augmentation specs) needs only the standard library; the
+pipelines and sources need TensorFlow and TFDS, and are imported on first use, so that code
+that only asks the registry (the on-device path, a GPU benchmark) runs without TensorFlow.
 """
 
-from figkd_jax.data.pipeline import (
-    EvalStream,
-    TrainStream,
-    eval_stream,
+import importlib
+
+from figkd_jax.data.registry import (
+    DatasetInfo,
+    PadCropFlip,
+    ResizedCropFlip,
+    get_info,
+    names,
     steps_per_epoch,
-    train_stream,
 )
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, ResizedCropFlip, get_info, names
-from figkd_jax.data.sources import (
-    DatasetNotPreparedError,
-    check_prepared,
-    default_data_config,
-    load_arrays,
-    prepared_info,
-)
+
+_LAZY = {
+    "EvalStream": "pipeline",
+    "TrainStream": "pipeline",
+    "eval_stream": "pipeline",
+    "train_stream": "pipeline",
+    "DatasetNotPreparedError": "sources",
+    "check_prepared": "sources",
+    "default_data_config": "sources",
+    "load_arrays": "sources",
+    "prepared_info": "sources",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from figkd_jax import _extras
+
+        _extras.require("tensorflow", "tensorflow_datasets")
+        return getattr(importlib.import_module(f"figkd_jax.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'figkd_jax.data' has no attribute {name!r}")
+
 
 __all__ = [
     "DatasetInfo",

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from figkd_jax import randaugment
 from figkd_jax.data import augment
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 
 _SHUFFLE_STREAM = 1
@@ -45,20 +45,6 @@ _DTYPES = {"float32": (tf.float32, np.float32), "bfloat16": (tf.bfloat16, ml_dty
 # before this import, so it is too late to decide.
 with contextlib.suppress(RuntimeError):
     tf.config.set_visible_devices([], "GPU")
-
-
-def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
-    """Full global batches per epoch, ``num_train // global_batch_size``.
-
-    The remainder is dropped each epoch; the order is reshuffled every epoch, so different
-    examples are dropped each time (PyTorch's ``drop_last=True`` with shuffling).
-    """
-    if not 0 < global_batch_size <= num_train:
-        raise ValueError(
-            f"global_batch_size must be in [1, {num_train}] (the train split size), "
-            f"got {global_batch_size}"
-        )
-    return num_train // global_batch_size
 
 
 def _epoch_seed(seed: int, stream: int, epoch: tf.Tensor) -> tf.Tensor:

@@ -183,3 +183,21 @@ def get_info(name: str) -> DatasetInfo:
     if name not in _INFOS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(_INFOS)}")
     return _INFOS[name]
+
+
+def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
+    """Full global batches per epoch, ``num_train // global_batch_size``.
+
+    The remainder is dropped each epoch; the order is reshuffled every epoch, so different
+    examples are dropped each time. The reference (mdistiller's PyTorch loader, no
+    ``drop_last``) instead keeps a last partial batch: CIFAR-100 at batch 64 is 782 steps
+    there, the last of 16 images, and 781 full steps here. We keep full batches because a
+    partial batch would change the BatchNorm batch statistics' sample size and recompile the
+    step; the 16 images left out differ every epoch.
+    """
+    if not 0 < global_batch_size <= num_train:
+        raise ValueError(
+            f"global_batch_size must be in [1, {num_train}] (the train split size), "
+            f"got {global_batch_size}"
+        )
+    return num_train // global_batch_size

@@ -7,16 +7,16 @@ sorted order. The tar is streamed once per split, never extracted.
 
 import tarfile
 
-from figkd_jax.data.builders import _common
+from figkd_jax.data.builders import common
 from figkd_jax.data.registry import SOURCES, get_info
 
 
-class Mit67(_common.ManualImageBuilder):
+class Mit67(common.ManualImageBuilder):
     """MIT Indoor-67 scene recognition, official train/test lists."""
 
     MANUAL_FILES = SOURCES["mit67"].manual_files
     HOMEPAGE = SOURCES["mit67"].homepage
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _common.instructions(MANUAL_FILES, HOMEPAGE)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = common.instructions(MANUAL_FILES, HOMEPAGE)
     EXPECTED_NUM_CLASSES = get_info("mit67").num_classes
     DESCRIPTION = "MIT Indoor-67: 67 indoor scene categories (Quattoni and Torralba, CVPR 2009)."
 
@@ -43,7 +43,7 @@ class Mit67(_common.ManualImageBuilder):
                 key = "/".join(parts[-2:])
                 if key in wanted:
                     found.add(key)
-                    image = _common.image_bytes_for_tfds(archive.extractfile(member).read())
+                    image = common.image_bytes_for_tfds(archive.extractfile(member).read())
                     yield key, {"image": image, "label": parts[-2], "image/filename": key}
         missing = sorted(wanted - found)
         if missing:

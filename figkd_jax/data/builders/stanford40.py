@@ -10,18 +10,18 @@ import posixpath
 import re
 import zipfile
 
-from figkd_jax.data.builders import _common
+from figkd_jax.data.builders import common
 from figkd_jax.data.registry import SOURCES, get_info
 
 _LIST_NAME = re.compile(r"(?P<action>.+)_(?P<split>train|test)\.txt")
 
 
-class Stanford40(_common.ManualImageBuilder):
+class Stanford40(common.ManualImageBuilder):
     """Stanford 40 Actions, official train/test lists."""
 
     MANUAL_FILES = SOURCES["stanford40"].manual_files
     HOMEPAGE = SOURCES["stanford40"].homepage
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _common.instructions(MANUAL_FILES, HOMEPAGE)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = common.instructions(MANUAL_FILES, HOMEPAGE)
     EXPECTED_NUM_CLASSES = get_info("stanford40").num_classes
     DESCRIPTION = "Stanford 40 Actions: 40 human actions (Yao et al., ICCV 2011)."
 
@@ -51,5 +51,5 @@ class Stanford40(_common.ManualImageBuilder):
                     f"(first: {missing[0]})"
                 )
             for filename, action in sorted(action_of.items()):
-                image = _common.image_bytes_for_tfds(archive.read(paths[filename]))
+                image = common.image_bytes_for_tfds(archive.read(paths[filename]))
                 yield filename, {"image": image, "label": action, "image/filename": filename}

@@ -9,16 +9,16 @@ the class order of torchvision's ImageFolder over train/ (what PyTorch codebases
 import posixpath
 import zipfile
 
-from figkd_jax.data.builders import _common
+from figkd_jax.data.builders import common
 from figkd_jax.data.registry import SOURCES, get_info
 
 
-class TinyImagenet(_common.ManualImageBuilder):
+class TinyImagenet(common.ManualImageBuilder):
     """Tiny ImageNet: the 64x64 JPEGs as they are in the zip."""
 
     MANUAL_FILES = SOURCES["tiny_imagenet"].manual_files
     HOMEPAGE = SOURCES["tiny_imagenet"].homepage
-    MANUAL_DOWNLOAD_INSTRUCTIONS = _common.instructions(MANUAL_FILES, HOMEPAGE)
+    MANUAL_DOWNLOAD_INSTRUCTIONS = common.instructions(MANUAL_FILES, HOMEPAGE)
     EXPECTED_NUM_CLASSES = get_info("tiny_imagenet").num_classes
     IMAGE_SHAPE = (64, 64, 3)
     DESCRIPTION = "Tiny ImageNet (CS231n): 200 ImageNet classes at 64x64."
@@ -43,7 +43,7 @@ class TinyImagenet(_common.ManualImageBuilder):
                 label = _label_of(path[len(root) :], split, val_labels)
                 if label is not None:
                     filename = posixpath.basename(path)
-                    image = _common.image_bytes_for_tfds(archive.read(path))
+                    image = common.image_bytes_for_tfds(archive.read(path))
                     yield filename, {"image": image, "label": label, "image/filename": filename}
 
 

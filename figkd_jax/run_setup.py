@@ -1,0 +1,256 @@
+"""From a config to what the training loop needs, before anything is written.
+
+`build_run` checks a config (everything checkable without reading data or checkpoints) and
+returns a `Run`: the mesh, the student, the objective, the schedule and the optimiser.
+`restore_teacher` restores a frozen teacher from a run or a checkpoint directory (the trainer
+and the report use it alike), `initial_state` is the deterministic state at step 0, and
+`input_on_device` decides where the train split lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from figkd_jax import checkpoints, data, methods, models
+from figkd_jax.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; raised before anything is written."""
+
+
+@dataclasses.dataclass
+class Run:
+    """What the loop needs, built from a validated config before any write."""
+
+    config: ml_collections.ConfigDict
+    info: data.DatasetInfo
+    mesh: Mesh
+    student: nn.Module
+    objective: methods.Objective
+    steps_per_epoch: int
+    total_steps: int
+    schedule: optax.Schedule
+    tx: optax.GradientTransformationExtraArgs
+
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
+
+    @property
+    def batch_sharded(self):
+        return NamedSharding(self.mesh, P(DATA_AXIS))
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A frozen teacher: its module (eval mode only), variables, and checkpoint meta."""
+
+    model: nn.Module
+    variables: Any
+    name: str
+    step: int
+    meta: dict
+
+
+def build_run(config, info: data.DatasetInfo | None = None) -> Run:
+    """Checks everything checkable without reading data or checkpoints; builds the Run.
+
+    `info` gives the prepared split sizes (data.prepared_info); by default the
+    registry's sizes of the default splits.
+    """
+    try:
+        info = info or data.get_info(config.dataset.name)
+    except ValueError as e:
+        raise ConfigError(f"config.dataset.name: {e}") from None
+    try:
+        method = methods.get(config.method.name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if config.model not in models.names():
+        raise ConfigError(
+            f"config.model={config.model!r} is unknown; valid models: {models.names()}"
+        )
+    if method.needs_teacher:
+        if not config.teacher.model:
+            raise ConfigError(
+                f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
+                "and config.teacher.workdir (or config.teacher.checkpoint)"
+            )
+        if config.teacher.model not in models.names():
+            raise ConfigError(
+                f"config.teacher.model={config.teacher.model!r} is unknown; "
+                f"valid models: {models.names()}"
+            )
+        if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
+            raise ConfigError(
+                "set exactly one of config.teacher.workdir (a teacher run) and "
+                "config.teacher.checkpoint (a converted or exported checkpoint)"
+            )
+        if config.teacher.which not in ("last", "best"):
+            raise ConfigError(
+                f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
+            )
+    if config.input_on_device not in ("auto", "device", "host"):
+        raise ConfigError(
+            f"config.input_on_device={config.input_on_device!r}; valid: 'auto', 'device', 'host'"
+        )
+    if config.input_on_device == "device" and not info.fixed_resolution:
+        raise ConfigError(
+            f"config.input_on_device='device' needs a fixed-resolution dataset "
+            f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
+        )
+    if config.steps_per_dispatch < 1:
+        raise ConfigError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 1")
+    if config.steps_per_dispatch > 1 and not input_on_device(config, info):
+        raise ConfigError(
+            "config.steps_per_dispatch > 1 needs on-device input: "
+            "set config.input_on_device='device'"
+        )
+    if config.on_changed_config not in ("refuse", "continue", "overwrite"):
+        raise ConfigError(
+            f"config.on_changed_config={config.on_changed_config!r}; "
+            "valid: 'refuse', 'continue', 'overwrite'"
+        )
+    if config.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
+    if config.method.temperature <= 0:
+        raise ConfigError(f"config.method.temperature={config.method.temperature} must be > 0")
+    num_devices = jax.device_count()
+    for field in ("batch_size", "eval_batch_size"):
+        size = config[field]
+        if size <= 0 or size % num_devices:
+            raise ConfigError(
+                f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
+            )
+    if config.num_epochs <= 0:
+        raise ConfigError(f"config.num_epochs={config.num_epochs} must be >= 1")
+    objective = methods.build(config.method)
+    # Tracing the objective once on dummy logits runs every argument check of
+    # the losses (temperature, wavelet level against the class count, ...).
+    dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
+    try:
+        jax.eval_shape(lambda s, t: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1), dummy, dummy)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config.method: {e}") from None
+    steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    return Run(
+        config=config,
+        info=info,
+        mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
+        student=models.create(
+            config.model, num_classes=info.num_classes, dtype=models.compute_dtype(config.dtype)
+        ),
+        objective=objective,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * config.num_epochs,
+        schedule=schedule,
+        tx=make_optimizer(config, schedule),
+    )
+
+
+def teacher_checkpoint(source: str, which: str = "last") -> tuple[str, int, dict]:
+    """(checkpoint directory, step, meta) of a teacher run's workdir or a checkpoint directory.
+
+    `which` is "last" or "best" (the run's best evaluated step).
+    """
+    directory = source
+    if os.path.isdir(os.path.join(source, "checkpoints")):
+        directory = os.path.join(source, "checkpoints")
+    try:
+        step, meta = checkpoints.select(directory, which)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"teacher {source} has no checkpoint: train the teacher first, or pass a teacher "
+            "run's workdir or a checkpoint directory"
+        ) from None
+    except Exception as e:  # a corrupt directory fails in many ways
+        raise ConfigError(f"teacher {source} could not be read: {e}") from None
+    return directory, step, meta
+
+
+def restore_teacher(
+    source: str,
+    info: data.DatasetInfo,
+    *,
+    which: str = "last",
+    model: str | None = None,
+    dtype=jnp.float32,
+    sharding: jax.sharding.Sharding | None = None,
+) -> Teacher:
+    """The teacher in `source` (a run's workdir or a checkpoint directory) for dataset `info`.
+
+    Raises ConfigError (one line) if it holds no checkpoint, another architecture than
+    `model` (when given), or another class count than `info`.
+    """
+    directory, step, meta = teacher_checkpoint(source, which)
+    if model is not None and meta.get("model") != model:
+        raise ConfigError(f"teacher {source} holds a {meta.get('model')!r}, not a {model!r}")
+    if meta.get("num_classes") != info.num_classes:
+        raise ConfigError(
+            f"teacher {source} has {meta.get('num_classes')} classes, but dataset "
+            f"{info.name!r} has {info.num_classes}"
+        )
+    try:
+        module, variables = checkpoints.restore_model(
+            directory, step, meta, image_shape=info.image_shape, dtype=dtype, sharding=sharding
+        )
+    except Exception as e:  # orbax raises several types for tree mismatches
+        raise ConfigError(
+            f"teacher {source} could not be restored as a {meta.get('model')}: {e}"
+        ) from None
+    return Teacher(model=module, variables=variables, name=meta["model"], step=step, meta=meta)
+
+
+def load_teacher(run: Run) -> Teacher | None:
+    """The frozen teacher of `run`, replicated over the mesh; None for "ce"."""
+    config = run.config
+    if not methods.get(config.method.name).needs_teacher:
+        return None
+    return restore_teacher(
+        config.teacher.workdir or config.teacher.checkpoint,
+        run.info,
+        which=config.teacher.which,
+        model=config.teacher.model,
+        dtype=models.compute_dtype(config.dtype),
+        sharding=run.replicated,
+    )
+
+
+def initial_state(run: Run) -> TrainState:
+    """The deterministic initial state of `run` (a pure function of config.seed)."""
+    # RBG rather than threefry: XLA compiles the initialisers of a deep model
+    # several times faster with it (tens of seconds saved per run on CPU).
+    key = jax.random.key(run.config.seed, impl="rbg")
+    variables = run.student.init(key, jnp.zeros((1, *run.info.image_shape)), train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=run.tx.init(params),
+        nonfinite_steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def input_on_device(config, info: data.DatasetInfo) -> bool:
+    """Whether the train split is uploaded once and augmented inside the step.
+
+    "auto" chooses it on accelerators for datasets whose split fits at a fixed
+    resolution; on the CPU the TensorFlow pipeline is faster.
+    """
+    if config.input_on_device == "auto":
+        return info.fixed_resolution and jax.default_backend() != "cpu"
+    return config.input_on_device == "device"
