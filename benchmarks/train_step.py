@@ -1,7 +1,7 @@
 """Speed of the distillation train step: compile time, step time, images/s, TFLOP/s, % of peak.
 
-The step is the trainer's own: ``train.validate`` on the benchmark config of the pair
-(``configs/benchmarks.py``), ``train.initial_state``, and ``train.train_step`` with the
+The step is the trainer's own: ``run_setup.build_run`` on the benchmark config of the pair
+(``configs/benchmarks.py``), ``run_setup.initial_state``, and ``steps.train_step`` with the
 trainer's keyword arguments, jitted with the run's shardings and a donated state. The input
 is the on-device path (``device_input.batch_at``) over a synthetic split of the dataset's real
 shapes (random uint8 pixels, at most 50,000 images, a random order and random augmentation
@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, train
+from figkd_jax import data, methods, models, randaugment, run_setup, steps
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -141,8 +141,9 @@ def make_config(setting: Setting):
     return config
 
 
-def build_run(setting: Setting) -> train.Run:
-    """``train.validate`` of the setting's config, on a mesh of its first ``devices`` devices."""
+def build_run(setting: Setting) -> run_setup.Run:
+    """``run_setup.build_run`` of the setting's config, on a mesh of its first ``devices``
+    devices."""
     if not 1 <= setting.devices <= jax.device_count():
         raise ValueError(
             f"--devices must be in [1, {jax.device_count()}] (the visible devices), "
@@ -152,49 +153,56 @@ def build_run(setting: Setting) -> train.Run:
         raise ValueError(
             f"--batch_size {setting.batch_size} must be a multiple of --devices {setting.devices}"
         )
-    run = train.validate(make_config(setting))
-    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), (train.DATA_AXIS,))
+    run = run_setup.build_run(make_config(setting))
+    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), (steps.DATA_AXIS,))
     return dataclasses.replace(run, mesh=mesh)
 
 
-def random_teacher(run: train.Run, seed: int = 1):
+def random_teacher(run: run_setup.Run, seed: int = 1):
     """(model, variables) of a randomly initialised teacher, replicated; (None, None) for ce."""
     config = run.config
     if not methods.get(config.method.name).needs_teacher:
         return None, None
     model = models.create(
-        config.teacher.model, num_classes=run.info.num_classes, dtype=train._dtype(config)
+        config.teacher.model,
+        num_classes=run.info.num_classes,
+        dtype=models.compute_dtype(config.dtype),
     )
     images = np.zeros((1, *run.info.image_shape), np.float32)
     init = lambda: model.init(jax.random.key(seed, impl="rbg"), images, train=False)
     return model, jax.jit(init, out_shardings=run.replicated)()
 
 
-def synthetic_input(run: train.Run) -> tuple[dict, dict]:
+def synthetic_input(run: run_setup.Run) -> tuple[dict, dict]:
     """(arrays, plan) for ``device_input.batch_at``: random images, labels, order and draws of
     the dataset's shapes, replicated (one epoch's plan; steps past it wrap around)."""
     info, batch = run.info, run.config.batch_size
     num_examples = min(info.num_train, _MAX_SYNTHETIC_EXAMPLES)
-    steps = num_examples // batch
+    num_steps = num_examples // batch
     rng = np.random.default_rng(0)
     host_arrays = {
         "image": rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8),
         "label": rng.integers(0, info.num_classes, num_examples).astype(np.int32),
     }
     host_plan = {
-        "index": rng.permutation(num_examples)[: steps * batch].astype(np.int32).reshape(steps, -1),
-        "draws": rng.random((steps, batch, 3), dtype=np.float32),
+        "index": rng.permutation(num_examples)[: num_steps * batch]
+        .astype(np.int32)
+        .reshape(num_steps, -1),
+        "draws": rng.random((num_steps, batch, 3), dtype=np.float32),
     }
+    if methods.get(run.config.method.name).needs_strong_view:
+        draws = rng.random((num_steps, batch, randaugment.STRONG_VIEW_DRAWS), dtype=np.float32)
+        host_plan["strong_draws"] = draws
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 
 
-def train_function(run: train.Run, teacher_model, steps_per_dispatch: int):
+def train_function(run: run_setup.Run, teacher_model, steps_per_dispatch: int):
     """jit(state, arrays, plan, teacher_variables) -> (state, metrics [steps_per_dispatch]):
-    exactly the trainer's on-device call (train.device_steps)."""
-    steps = train.device_steps(run, train.make_train_step(run, teacher_model))
+    exactly the trainer's on-device call (steps.device_steps)."""
+    call = steps.device_steps(run, steps.make_train_step(run, teacher_model))
     return jax.jit(
-        functools.partial(steps, num_steps=steps_per_dispatch),
+        functools.partial(call, num_steps=steps_per_dispatch),
         in_shardings=(run.replicated,) * 4,
         out_shardings=(run.replicated, run.replicated),
         donate_argnums=(0,),
@@ -222,7 +230,7 @@ def benchmark(
     run = build_run(setting)
     teacher_model, teacher_variables = random_teacher(run)
     arrays, plan = synthetic_input(run)
-    state = jax.jit(lambda: train.initial_state(run), out_shardings=run.replicated)()
+    state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
     args = (arrays, plan, teacher_variables)
     compile_program = lambda steps: (
         train_function(run, teacher_model, steps).lower(state, *args).compile()
@@ -316,7 +324,9 @@ def parse_args(argv=None):
         choices=models.names(),
         help="one student per --teacher (pairs are zipped)",
     )
-    parser.add_argument("--method", default="figkd", choices=methods.names())
+    parser.add_argument(
+        "--method", default=None, choices=methods.names(), help="default figkd (also --quick)"
+    )
     parser.add_argument("--batch_size", type=int, nargs="+", default=[64])
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--devices", type=int, default=None, help="first N devices (default all)")
@@ -344,19 +354,20 @@ def parse_args(argv=None):
         "--check_bf16",
         action="store_true",
         help=f"exit 1 unless the first-step losses of bfloat16 and float32 settings agree "
-        f"within {BF16_LOSS_TOLERANCE:.0%}",
+        f"within {BF16_LOSS_TOLERANCE:.0%}%",  # argparse formats help with %: "%%" prints "%"
     )
     parser.add_argument("--no_header", action="store_true", help="rows only (appending runs)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="CPU check in under a minute: resnet8 -> resnet8 figkd on digits, batch 64, "
-        "3 timed steps",
+        help="CPU check in under a minute: resnet8 -> resnet8 on digits (figkd unless "
+        "--method), batch 64, 3 timed steps",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.dataset, args.teacher, args.student = "digits", ["resnet8"], ["resnet8"]
-        args.method, args.batch_size, args.timed_steps = "figkd", [64], 3
+        args.batch_size, args.timed_steps = [64], 3
+    args.method = args.method or "figkd"
     if len(args.teacher) != len(args.student):
         parser.error("give one --teacher per --student (the pairs are zipped)")
     for name in ("batch_size", "steps_per_dispatch"):

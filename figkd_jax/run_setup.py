@@ -111,6 +111,11 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             f"config.input_on_device='device' needs a fixed-resolution dataset "
             f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
         )
+    if method.needs_strong_view and not (info.fixed_resolution and info.image_shape[-1] == 3):
+        raise ConfigError(
+            f"method {config.method.name!r} trains on a strong view (RandAugment), which needs "
+            f"a fixed-resolution RGB dataset (cifar100, tiny_imagenet), not {info.name!r}"
+        )
     if config.steps_per_dispatch < 1:
         raise ConfigError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 1")
     if config.steps_per_dispatch > 1 and not input_on_device(config, info):
@@ -140,8 +145,14 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
     # Tracing the objective once on dummy logits runs every argument check of
     # the losses (temperature, wavelet level against the class count, ...).
     dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
+    views = dict(student_strong=dummy, teacher_strong=dummy) if method.needs_strong_view else {}
     try:
-        jax.eval_shape(lambda s, t: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1), dummy, dummy)
+        jax.eval_shape(
+            lambda s, t, views: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1, **views),
+            dummy,
+            dummy,
+            views,
+        )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.method: {e}") from None
     steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)

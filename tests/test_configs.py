@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import benchmarks
-from figkd_jax import models, run_setup, steps
+from figkd_jax import methods, models, randaugment, run_setup, steps
 
 
 def _load(module, arg):
@@ -22,6 +22,11 @@ def _trace_one_step(config):
         "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
         "label": jax.ShapeDtypeStruct((2,), jnp.int32),
     }
+    if methods.get(config.method.name).needs_strong_view:
+        batch["strong_image"] = jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.uint8)
+        batch["strong_draws"] = jax.ShapeDtypeStruct(
+            (2, randaugment.STRONG_VIEW_DRAWS), jnp.float32
+        )
     teacher, teacher_vars = None, None
     if config.teacher.model:
         teacher = models.create(config.teacher.model, num_classes=run.info.num_classes)
@@ -45,6 +50,10 @@ def _trace_one_step(config):
 CIFAR_CASES = [
     (module, f"teacher={t},student={s},method=figkd")
     for module in ("cifar100", "tiny_imagenet")
+    for t, s in benchmarks.CIFAR_PAIRS
+] + [
+    ("cifar100", f"teacher={t},student={s},method={method}")
+    for method in ("dist", "mlkd")
     for t, s in benchmarks.CIFAR_PAIRS
 ]
 FINEGRAINED_CASES = [
@@ -70,7 +79,7 @@ def test_every_teacher_config_traces_a_ce_step(teacher):
     _trace_one_step(config)
 
 
-@pytest.mark.parametrize("method", ["ce", "kd", "dkd", "figkd"])
+@pytest.mark.parametrize("method", ["ce", "kd", "dkd", "figkd", "dist", "mlkd"])
 def test_every_method_traces(method):
     arg = "teacher=resnet56,student=resnet20" if method != "ce" else "student=resnet20"
     config = _load("cifar100", f"{arg},method={method}")
@@ -88,6 +97,16 @@ def test_reference_hyperparameters_per_pair():
     assert (config.method.kd.ce_weight, config.method.kd.kd_weight) == (0.1, 0.9)
     assert config.num_epochs == 240 and config.batch_size == 64
     assert tuple(config.optim.lr_decay_epochs) == (150, 180, 210)
+
+
+def test_a_strong_view_needs_a_fixed_resolution_rgb_dataset():
+    config = _load(
+        "finegrained",
+        "dataset=stanford_dogs,teacher=resnet34_imagenet,student=resnet18_imagenet,method=mlkd",
+    )
+    config.teacher.workdir = "teacher-run"
+    with pytest.raises(run_setup.ConfigError, match=r"strong view .* not 'stanford_dogs'"):
+        run_setup.build_run(config)
 
 
 def test_unknown_pair_and_arguments_are_clear_errors():
