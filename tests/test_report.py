@@ -166,8 +166,11 @@ def test_markdown_table_shows_numbers_references_and_unfinished_runs(written):
     with open(result.markdown_path) as f:
         text = f.read()
     assert result.markdown in text
-    # Every published number of the pair, MLKD included, and the plots are linked.
-    assert "| cifar100 | resnet32x4 | resnet8x4 | 79.42 | 72.50 | 73.33 | 76.32 | 77.08 |" in text
+    # Every published number of the pair, DIST and MLKD included, and the plots are linked.
+    assert (
+        "| cifar100 | resnet32x4 | resnet8x4 | 79.42 | 72.50 | 73.33 | 76.32 | 76.31 | 77.08 |"
+        in text
+    )
     assert "![top1_cifar100_resnet32x4_to_resnet8x4.png]" in text
 
 
@@ -259,6 +262,8 @@ def test_published_numbers_of_a_model_alone_agree_across_pairs():
                     assert alone.setdefault(model, value) == value, (dataset, model)
     assert report.reference_top1("cifar100", None, "mobilenetv2", "ce") == 64.60
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "figkd") is None
+    assert report.reference_top1("cifar100", "resnet56", "resnet20", "dist") == 71.75
+    assert report.reference_top1("cifar100", "vgg13", "vgg8", "dist") is None
     assert report.reference_top1("tiny_imagenet", "vgg13", "vgg8", "figkd") == 64.52
     assert report.reference_top1("stanford_dogs", None, "resnet34_imagenet", "ce") == 69.28
 

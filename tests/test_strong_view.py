@@ -10,8 +10,10 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import data, device_input, randaugment
+from configs import benchmarks
+from figkd_jax import data, device_input, events, randaugment, train
 from figkd_jax.data import pipeline, sources
+from tests.test_train_tfds import mock_tfds  # noqa: F401 (a fixture)
 
 CIFAR = ml_collections.ConfigDict({"name": "cifar100"})
 REPLICATED = NamedSharding(Mesh(np.asarray(jax.devices()), ("data",)), P())
@@ -73,3 +75,34 @@ def test_variable_resolution_datasets_refuse_a_strong_view():
             seed=0,
             strong_view=True,
         )
+
+
+@pytest.mark.usefixtures("mock_tfds")
+def test_mlkd_trains_end_to_end_on_both_input_paths(tmp_path):
+    def small(arg):
+        config = benchmarks.benchmark_config("cifar100", arg)
+        config.model = "resnet8"
+        config.num_epochs = 1
+        config.batch_size = 4
+        config.eval_batch_size = 4
+        config.log_every_steps = 1
+        return config
+
+    teacher_dir = str(tmp_path / "teacher")
+    train.train_and_evaluate(small("student=resnet8"), teacher_dir)
+    histories = {}
+    for path in ("host", "device"):
+        config = small("teacher=resnet56,student=resnet20,method=mlkd")
+        config.teacher.model = "resnet8"
+        config.teacher.workdir = teacher_dir
+        config.input_on_device = path
+        results = train.train_and_evaluate(config, str(tmp_path / path))
+        assert results["epochs_done"] == 1
+        histories[path] = results["history"][-1]
+    tags = set(events.read_scalars(str(tmp_path / "host")))
+    assert {"train/loss_mlkd_instance", "train/loss_mlkd_class", "train/loss_mlkd_batch"} <= tags
+    # Same examples, same strong views; the weak views agree up to float32 rounding of the
+    # normalisation (1e-6), which two steps of a small network keep far below 1e-3.
+    host, device = histories["host"], histories["device"]
+    for key in ("top1", "top5", "agreement"):
+        assert device[key] == pytest.approx(host[key], abs=1e-3), key
