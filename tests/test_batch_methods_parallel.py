@@ -72,6 +72,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dist", "mlkd"])
 def test_one_step_on_four_devices_equals_one_device(method):
     env = dict(

@@ -77,6 +77,7 @@ def test_variable_resolution_datasets_refuse_a_strong_view():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("mock_tfds")
 def test_mlkd_trains_end_to_end_on_both_input_paths(tmp_path):
     def small(arg):
