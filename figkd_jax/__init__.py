@@ -1,5 +1,11 @@
-"""figkd_jax: frequency-aware knowledge distillation in JAX/Flax."""
+"""figkd_jax: frequency-aware knowledge distillation in JAX/Flax.
 
+The package's top level is the library (the Haar transform and the losses; jax and numpy
+only). The trainer's modules need the ``train`` extra; importing one without it fails with
+one line naming the extra (``figkd_jax._extras``).
+"""
+
+from figkd_jax import _extras
 from figkd_jax.losses import (
     BANDS,
     DOMAINS,
@@ -26,6 +32,8 @@ from figkd_jax.wavelets import (
     haar_wavedec,
     haar_waverec,
 )
+
+_extras.install()
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ checkpoint directory like any other.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -26,6 +27,14 @@ import orbax.checkpoint as ocp
 from figkd_jax import models
 
 VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
+
+
+def _drop_read_only_notice(record: logging.LogRecord) -> bool:
+    """orbax warns on every read-only manager (each teacher restore); reading is all we ask."""
+    return not record.getMessage().startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_drop_read_only_notice)
 
 
 def manager(
@@ -45,6 +54,8 @@ def manager(
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
         create=not read_only,
         read_only=read_only,
+        # What orbax would force (with a warning) for a read-only manager anyway.
+        save_interval_steps=0 if read_only else 1,
         # Synchronous saves: a step is on disk (and atomically committed) when
         # save() returns, so a kill right after cannot lose it.
         enable_async_checkpointing=False,

@@ -23,6 +23,7 @@ from figkd_jax import (
     standardize_logits,
     wavelets,
 )
+from tests.jax_compat import enable_x64
 
 # Most tests put all of their JAX work in one jitted function: one compilation is far cheaper
 # on CPU than eager execution, which compiles each operation of each shape separately.
@@ -31,7 +32,7 @@ BATCH, CLASSES = 5, 10
 
 @pytest.fixture
 def x64():
-    with jax.enable_x64(True):
+    with enable_x64(True):
         yield
 
 

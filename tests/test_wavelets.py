@@ -21,6 +21,7 @@ from figkd_jax.wavelets import (
     haar_wavedec,
     haar_waverec,
 )
+from tests.jax_compat import enable_x64
 
 ALL_LENGTHS = (*range(1, 258), 1000)
 # XLA compiles every operation anew for each shape (0.05-0.1 s apiece on a busy CPU), so XLA
@@ -43,7 +44,7 @@ TOLERANCE = {np.float64: 1e-12, np.float32: 1e-6}
 
 @pytest.fixture
 def x64():
-    with jax.enable_x64(True):
+    with enable_x64(True):
         yield
 
 
@@ -143,7 +144,7 @@ def test_matches_pywt_for_every_length_level_and_mode(dtype, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_matches_pywt_through_xla(dtype):
     rng = np.random.default_rng(1)
-    with jax.enable_x64(dtype == np.float64):
+    with enable_x64(dtype == np.float64):
         for n, modes, levels in XLA_CASES[dtype]:
             x = rng.standard_normal((2, n)).astype(dtype)
             outputs = jax.jit(transform_everything, static_argnums=(1, 2))(x, modes, levels)

@@ -35,9 +35,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from figkd_jax import _extras
-
-        _extras.require("tensorflow", "tensorflow_datasets")
         return getattr(importlib.import_module(f"figkd_jax.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'figkd_jax.data' has no attribute {name!r}")
 

@@ -8,14 +8,15 @@ build`` command line does the same for the catalogue datasets where apache_beam 
 
 import argparse
 
-import tensorflow_datasets as tfds
-
-from figkd_jax.data import sources
 from figkd_jax.data.registry import SOURCES, names
 
 
 def prepare(data_config) -> None:
     """Download (catalogue datasets) or read the manual files (ours) and write the records."""
+    import tensorflow_datasets as tfds
+
+    from figkd_jax.data import sources
+
     config = sources.resolve(data_config)
     if SOURCES[config.name].kind == "embedded":
         return
@@ -26,13 +27,20 @@ def prepare(data_config) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m figkd_jax.data.prepare",
+        description="Build a dataset's TFDS records (digits needs nothing; the TFDS catalogue "
+        "datasets are downloaded; tiny_imagenet, mit67 and stanford40 read the archives in the "
+        "manual dir).",
+    )
     parser.add_argument("--dataset", required=True, choices=names())
     parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS's)")
     parser.add_argument(
         "--manual_dir", default=None, help="manual downloads (default <data_dir>/downloads/manual)"
     )
     args = parser.parse_args(argv)
+    from figkd_jax.data import sources
+
     config = sources.default_data_config(args.dataset)
     config.data_dir, config.manual_dir = args.data_dir, args.manual_dir
     prepare(config)
