@@ -307,8 +307,9 @@ def dist_terms(
 
     >>> z = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
     >>> inter, intra = dist_terms(z, z)
-    >>> [round(v, 4) for v in inter.tolist() + intra.tolist()]  # 1e-8 in the correlation
-    [0.0, 0.0, 0.0, 0.0]
+    >>> # Zero up to the 1e-8 in the correlation and rounding (either sign).
+    >>> bool(jnp.allclose(inter, 0.0, atol=1e-4) & jnp.allclose(intra, 0.0, atol=1e-4))
+    True
     """
     _check_temperature(temperature)
     student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)

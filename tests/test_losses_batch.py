@@ -20,11 +20,12 @@ from figkd_jax import (
     mlkd_confidence_fractions,
     mlkd_terms,
 )
+from tests.jax_compat import enable_x64
 
 
 @pytest.fixture
 def x64():
-    with jax.enable_x64(True):
+    with enable_x64(True):
         yield
 
 
