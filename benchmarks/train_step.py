@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, randaugment, run_setup, steps
+from figkd_jax import data, methods, models, protocol, randaugment, run_setup, steps
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -136,8 +136,8 @@ def make_config(setting: Setting):
             raise ValueError(f"--method {setting.method} distils from a teacher: pass --teacher")
         config.teacher.model = setting.teacher
         config.teacher.checkpoint = "(random initialisation)"
-        known = benchmarks.pairs(setting.dataset)
-        config.method.dkd.beta = known.get((setting.teacher, setting.student), 8.0)
+        pair = protocol.find(setting.dataset, setting.teacher, setting.student)
+        config.method.dkd.beta = 8.0 if pair is None else pair.dkd_beta
     return config
 
 

@@ -1,10 +1,12 @@
-"""Reference hyperparameters of every benchmark pair, in one place.
+"""Reference hyperparameters of every benchmark pair, read from figkd_jax.protocol.
 
 `benchmark_config(dataset, arg)` turns a config argument such as
 ``teacher=resnet32x4,student=resnet8x4,method=figkd`` into a full config:
 the default (configs/default.py) with the dataset, the models, the method
-and this module's per-pair overrides filled in. The per-dataset config files
-(cifar100.py, tiny_imagenet.py, finegrained.py) are one-line wrappers.
+and the pair's values of `figkd_jax.protocol.PAIRS` filled in (learning rate,
+DKD's beta, the KD+LS recipe, and the teacher's own learning rate for a sweep
+that trains it). The per-dataset config files (cifar100.py, tiny_imagenet.py,
+finegrained.py) are one-line wrappers.
 """
 
 from __future__ import annotations
@@ -12,27 +14,9 @@ from __future__ import annotations
 import ml_collections
 
 from configs import default
+from figkd_jax import protocol
 
-# (teacher, student) pairs of protocol.md for CIFAR-100 and TinyImageNet,
-# with DKD's beta (mdistiller's per-pair setting).
-CIFAR_PAIRS: dict[tuple[str, str], float] = {
-    ("resnet32x4", "resnet8x4"): 8.0,
-    ("resnet56", "resnet20"): 2.0,
-    ("resnet110", "resnet32"): 2.0,
-    ("wrn_40_2", "wrn_16_2"): 6.0,
-    ("wrn_40_2", "wrn_40_1"): 6.0,
-    ("vgg13", "vgg8"): 6.0,
-    ("resnet32x4", "shufflenetv2"): 8.0,
-    ("vgg13", "mobilenetv2"): 6.0,
-    ("resnet50", "mobilenetv2"): 8.0,
-    ("resnet32x4", "shufflenetv1"): 8.0,
-    ("wrn_40_2", "shufflenetv1"): 8.0,
-}
-# The fine-grained benchmarks use one pair of ImageNet-style ResNets.
-FINEGRAINED_PAIRS: dict[tuple[str, str], float] = {
-    ("resnet34_imagenet", "resnet18_imagenet"): 8.0,
-}
-FINEGRAINED_DATASETS = ("caltech_birds2011", "stanford_dogs", "mit67", "stanford40")
+FINEGRAINED_DATASETS = protocol.FINEGRAINED_DATASETS
 
 # MLKD's own solver per CIFAR-100 pair: (learning rate, epochs), from the authors'
 # configs/cifar100/ours/*.yaml (Jin-Ying/Multi-Level-Logit-Distillation). Their decay
@@ -50,14 +34,6 @@ MLKD_CIFAR_SOLVER: dict[tuple[str, str], tuple[float, int]] = {
     ("resnet32x4", "shufflenetv1"): (0.01, 480),
     ("wrn_40_2", "shufflenetv1"): (0.0025, 480),
 }
-
-# Students trained at a lower base learning rate (mdistiller: 0.01 for the
-# ShuffleNets and MobileNetV2, 0.05 otherwise).
-LOW_LR_STUDENTS = ("shufflenetv1", "shufflenetv2", "mobilenetv2")
-
-
-def pairs(dataset: str) -> dict[tuple[str, str], float]:
-    return FINEGRAINED_PAIRS if dataset in FINEGRAINED_DATASETS else CIFAR_PAIRS
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:
@@ -78,7 +54,7 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
 
     `arg` keys: ``student`` (required), ``teacher`` (required unless
     ``method=ce``), ``method`` (default ``ce``: train `student` alone, e.g. a
-    teacher), ``seed``.
+    teacher, or, with a teacher, a sweep's base config), ``seed``.
     """
     fields = parse_arg(arg)
     unknown = set(fields) - {"student", "teacher", "method", "seed"}
@@ -90,23 +66,30 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         raise ValueError("config argument student=<model> is required")
     method = fields.get("method", "ce")
     student, teacher = fields["student"], fields.get("teacher")
-    known = pairs(dataset)
+    known = protocol.pairs(dataset)
 
     config = default.get_config()
     config.dataset.name = dataset
     config.model = student
     config.method.name = method
     config.seed = int(fields.get("seed", 0))
-    if method != "ce":
+    base_learning_rate = config.optim.learning_rate
+    config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
+    # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).
+    if method != "ce" or teacher is not None:
         if (teacher, student) not in known:
             raise ValueError(
                 f"teacher={teacher}, student={student} is not a {dataset} benchmark pair; "
                 f"valid pairs: {sorted(known)}"
             )
+        pair = known[teacher, student]
         config.teacher.model = teacher
-        config.method.dkd.beta = known[teacher, student]
-    if student in LOW_LR_STUDENTS:
-        config.optim.learning_rate = 0.01
+        config.method.dkd.beta = pair.dkd_beta
+        config.method.kd.ls_temperature, config.method.kd.ls_kd_weight = pair.kd_ls
+        # A teacher trained inside a sweep follows its own protocol, not the student's.
+        config.sweep.teacher_learning_rate = protocol.learning_rate(
+            dataset, teacher, base_learning_rate
+        )
     if method == "mlkd" and dataset == "cifar100":
         config.optim.learning_rate, config.num_epochs = MLKD_CIFAR_SOLVER[teacher, student]
     return config

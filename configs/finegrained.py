@@ -10,7 +10,7 @@ teacher=resnet34_imagenet,student=resnet18_imagenet,method=figkd \
       --config.teacher.workdir=runs/cub/resnet34 --workdir=runs/cub/r34-r18-figkd
 
 The published recipe is unknown; this uses the CIFAR optimiser and schedule
-(protocol.md: "SGD as above").
+(docs/protocol.md: "SGD as above").
 """
 
 from configs import benchmarks

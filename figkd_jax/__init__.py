@@ -2,10 +2,10 @@
 
 The package's top level is the library (the Haar transform and the losses; jax and numpy
 only). The trainer's modules need the ``train`` extra; importing one without it fails with
-one line naming the extra (``figkd_jax._extras``).
+one line naming the extra (``figkd_jax.extras``).
 """
 
-from figkd_jax import _extras
+from figkd_jax import extras
 from figkd_jax.losses import (
     BANDS,
     DOMAINS,
@@ -33,7 +33,7 @@ from figkd_jax.wavelets import (
     haar_waverec,
 )
 
-_extras.install()
+extras.install()
 
 __version__ = "0.1.0"
 

@@ -516,10 +516,10 @@ def mlkd_terms(
       temperatures: the temperatures, each ``> 0``; the code's are ``MLKD_TEMPERATURES``.
       strong_temperatures: how many of the first temperatures use the strong view in the
         second instance-level sum, ``0 <= k <= len(temperatures)`` (the code: 3).
-      standardize: z-score the logits of the instance-level terms (:func:`standardize_logits`,
-        ``ddof=0``), as the logit-standardization authors do for MLKD; the class and batch
-        terms and the confidence fractions keep the raw logits, as in their code (which uses
-        ``torch.std``, i.e. ``ddof=1``: a scale difference of ``sqrt(C / (C - 1))``).
+      standardize: z-score the logits of the instance-level terms as the
+        logit-standardization authors' code does for MLKD (:func:`standardize_logits` with
+        ``eps=1e-7, ddof=1``: their ``torch.std``); the class and batch terms and the
+        confidence fractions keep the raw logits, as in their code.
       where: optional bool mask ``(B,)``; masked examples give 0 and take no part.
 
     Returns:
@@ -549,7 +549,7 @@ def mlkd_terms(
     example_fraction, class_fraction = mlkd_confidence_fractions(t_weak, where=mask)
     instance_inputs = [s_weak, t_weak, s_strong, t_strong]
     if standardize:
-        instance_inputs = [standardize_logits(z) for z in instance_inputs]
+        instance_inputs = [standardize_logits(z, eps=1e-7, ddof=1) for z in instance_inputs]
     iw_s, iw_t, is_s, is_t = instance_inputs
     instance = class_level = batch_level = 0.0
     for k, temperature in enumerate(temperatures):
@@ -574,26 +574,31 @@ def mlkd_terms(
 
 
 def standardize_logits(
-    logits: ArrayLike, *, axis: int = -1, eps: float = 1e-7, ddof: int = 0
+    logits: ArrayLike, *, axis: int = -1, eps: float = 1e-7, ddof: int = 1
 ) -> Array:
-    """Z-score logit standardization (Sun et al., CVPR 2024): ``(z - mean) / (std + eps)``.
+    """Logit standardization (Sun et al., CVPR 2024) as published: ``(z - mean) / (eps + std)``.
 
-    Mean and standard deviation are taken over ``axis``; ``std`` is the population standard
-    deviation (``ddof=0``), as in the paper's formula. The authors' released code uses
-    ``torch.std``, which is Bessel-corrected: ``ddof=1`` reproduces it. Apply it to both logit
-    vectors before any loss of this module. A constant vector maps to zeros, with finite
-    gradients.
+    Mean and standard deviation are taken over ``axis``. The defaults reproduce the authors'
+    released ``normalize`` (sunshangquan/logit-standardization-KD,
+    ``mdistiller/distillers/KD.py``): ``torch.std``, which is Bessel-corrected (``ddof=1``),
+    and ``eps=1e-7`` added to it. ``ddof=0`` gives the population standard deviation of the
+    paper's formula instead (a result ``sqrt(C / (C - 1))`` times larger). Apply it to both
+    logit vectors before any loss of this module. A constant vector maps to zeros, with
+    finite gradients.
 
     Args:
       logits: floating array of any shape.
       axis: the class axis.
       eps: added to the standard deviation, ``>= 0``.
-      ddof: delta degrees of freedom of the standard deviation, 0 or 1.
+      ddof: delta degrees of freedom of the standard deviation: 1 (published) or 0.
 
     Returns:
       Array of ``logits``'s shape, in at least float32.
 
     >>> z = standardize_logits(jnp.array([1.0, 2.0, 3.0]), eps=0.0)
+    >>> [round(v, 4) for v in z.tolist()]
+    [-1.0, 0.0, 1.0]
+    >>> z = standardize_logits(jnp.array([1.0, 2.0, 3.0]), eps=0.0, ddof=0)
     >>> [round(v, 4) for v in z.tolist()]
     [-1.2247, 0.0, 1.2247]
     """

@@ -9,6 +9,17 @@ strongly augmented view of the same examples (``student_strong``,
 Defaults of every weight live in ``configs/default.py`` (``config.method``);
 this module only reads them.
 
+With ``config.method.standardize`` ("+LS", Sun et al., CVPR 2024) the distillation term
+sees standardized logits and follows the recipe of the authors' code
+(sunshangquan/logit-standardization-KD, ``tools/train.py`` with ``--logit-stand
+--base-temp 2 --kd-weight 9``; docs/protocol.md): KD at temperature ``kd.ls_temperature``
+with weight ``kd.ls_kd_weight`` (2 and 9; CE weight unchanged, 0.1); DKD at temperature
+``dkd.ls_temperature`` with alpha and beta multiplied by ``dkd.ls_weight_scale`` (2 and 9).
+The temperature still divides the standardized logits and the term keeps its ``T**2``
+factor, as in the authors' ``kd_loss`` and ``dkd_loss``. FiGKD+LS, this project's
+definition (docs/method.md): the Haar bands of the standardized logits, temperature
+``figkd.ls_temperature``, weight ``figkd_weight * figkd.ls_weight_scale`` (2 and 9).
+
 Example:
 
   >>> import jax.numpy as jnp, ml_collections
@@ -24,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 
 import jax
@@ -75,32 +87,44 @@ def _distillation(term: str, distill: Callable[..., jax.Array]) -> Callable[...,
 
 def _kd_term(config, s, t, labels, epoch, where):
     del labels, epoch
-    return config.kd.kd_weight * losses.kd_loss(s, t, temperature=config.temperature, where=where)
+    kd = config.kd
+    if config.standardize:
+        # The LS authors' recipe replaces the temperature and the KD weight.
+        temperature, weight = kd.ls_temperature, kd.ls_kd_weight
+    else:
+        temperature, weight = config.temperature, kd.kd_weight
+    return weight * losses.kd_loss(s, t, temperature=temperature, where=where)
 
 
 def _dkd_term(config, s, t, labels, epoch, where):
-    warmup = jnp.minimum(epoch / config.dkd.warmup_epochs, 1.0)
+    dkd = config.dkd
+    # The LS authors' recipe: its own temperature, alpha and beta scaled alike.
+    scale = dkd.ls_weight_scale if config.standardize else 1.0
+    warmup = jnp.minimum(epoch / dkd.warmup_epochs, 1.0)
     return warmup * losses.dkd_loss(
         s,
         t,
         labels,
-        temperature=config.temperature,
-        alpha=config.dkd.alpha,
-        beta=config.dkd.beta,
+        temperature=dkd.ls_temperature if config.standardize else config.temperature,
+        alpha=scale * dkd.alpha,
+        beta=scale * dkd.beta,
         where=where,
     )
 
 
 def _figkd_term(config, s, t, labels, epoch, where):
     del labels, epoch
-    return config.figkd.figkd_weight * losses.figkd_loss(
+    figkd = config.figkd
+    # FiGKD+LS (this project's definition): as DKD+LS, a temperature and a weight scale.
+    scale = figkd.ls_weight_scale if config.standardize else 1.0
+    return (scale * figkd.figkd_weight) * losses.figkd_loss(
         s,
         t,
-        temperature=config.temperature,
-        level=config.figkd.level,
-        band=config.figkd.band,
-        domain=config.figkd.domain,
-        mode=config.figkd.mode,
+        temperature=figkd.ls_temperature if config.standardize else config.temperature,
+        level=figkd.level,
+        band=figkd.band,
+        domain=figkd.domain,
+        mode=figkd.mode,
         where=where,
     )
 
@@ -146,9 +170,11 @@ def _mlkd(config) -> Objective:
 
 
 def _distillation_inputs(config, student, teacher):
-    """The logits the distillation term sees: z-scored when `standardize` is on."""
+    """The logits the distillation term sees: standardized as the LS authors' code does when
+    `standardize` is on (``(z - mean) / (1e-7 + std)``, Bessel-corrected std, per example)."""
     if config.standardize:
-        return losses.standardize_logits(student), losses.standardize_logits(teacher)
+        standardize = functools.partial(losses.standardize_logits, eps=1e-7, ddof=1)
+        return standardize(student), standardize(teacher)
     return student, teacher
 
 

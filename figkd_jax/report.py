@@ -5,9 +5,9 @@
 Every ``results.json`` under the given directories (a sweep parent, single runs, or any tree
 of them) becomes part of one table with a row per (dataset, teacher, student, method): mean ±
 sample standard deviation over seeds of the best-epoch and last-epoch test top-1, the number of
-seeds, the epochs (unfinished runs flagged), and the published number of protocol.md /
-method.md for the same pair and method where one exists. ``--out`` (default: the first
-directory) receives:
+seeds, the epochs (unfinished runs flagged), and the published number of the same pair and
+method where one exists (`figkd_jax.protocol`, shown in docs/protocol.md and docs/method.md).
+``--out`` (default: the first directory) receives:
 
 - ``report.md``: the table, the published numbers of every pair present, and the plots;
 - ``report.csv``: the same rows, one numeric field per column;
@@ -35,60 +35,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from figkd_jax import plots
-
-# Published top-1 (%): dataset -> (teacher, student) in registry names -> one value (or None)
-# per REFERENCE_COLUMNS: the teacher and the student trained alone, then each method distilling
-# the pair. Sources: CIFAR-100 from docs/protocol.md (teacher, student, KD, DKD: mdistiller
-# README; DIST: the DIST_KD README (mean of its runs); MLKD, KD+LS: logit-standardization
-# README; FiGKD: the author's leaderboard);
-# TinyImageNet and the fine-grained sets from docs/method.md (the FiGKD author's leaderboard).
-REFERENCE_COLUMNS = ("teacher", "student", "kd", "dkd", "dist", "mlkd", "kd+LS", "figkd")
-_RESNET34_TO_18 = ("resnet34_imagenet", "resnet18_imagenet")
-REFERENCE_TOP1: dict[str, dict[tuple[str, str], tuple[float | None, ...]]] = {
-    "cifar100": {
-        ("resnet32x4", "resnet8x4"): (79.42, 72.50, 73.33, 76.32, 76.31, 77.08, 76.62, 78.05),
-        ("resnet56", "resnet20"): (72.34, 69.06, 70.66, 71.97, 71.75, 72.19, 71.43, None),
-        ("resnet110", "resnet32"): (74.31, 71.14, 73.08, 74.11, None, 74.11, 74.17, 74.31),
-        ("wrn_40_2", "wrn_16_2"): (75.61, 73.26, 74.92, 76.24, None, 76.63, 76.11, 77.06),
-        ("wrn_40_2", "wrn_40_1"): (75.61, 71.98, 73.54, 74.81, 74.43, 75.35, 74.37, 76.04),
-        ("vgg13", "vgg8"): (74.64, 70.36, 72.98, 74.68, None, 75.18, 74.36, 76.17),
-        ("resnet32x4", "shufflenetv2"): (79.42, 71.82, 74.45, 77.07, 77.35, 78.44, 75.56, 79.64),
-        ("vgg13", "mobilenetv2"): (74.64, 64.60, 67.37, 69.71, None, 70.57, 68.61, 71.81),
-        ("resnet50", "mobilenetv2"): (79.34, 64.60, 67.35, 70.35, 68.66, 71.04, 69.02, 72.08),
-        ("resnet32x4", "shufflenetv1"): (79.42, 70.50, 74.07, 76.45, 76.34, 77.18, None, 78.70),
-        ("wrn_40_2", "shufflenetv1"): (75.61, 70.50, 74.83, 76.70, None, 77.44, None, 78.84),
-    },
-    "tiny_imagenet": {
-        ("resnet110", "resnet32"): (None, None, None, None, None, None, None, 59.73),
-        ("resnet32x4", "resnet8x4"): (None, None, None, None, None, None, None, 60.92),
-        ("wrn_40_2", "wrn_16_2"): (None, None, None, None, None, None, None, 61.91),
-        ("wrn_40_2", "wrn_40_1"): (None, None, None, None, None, None, None, 60.69),
-        ("vgg13", "vgg8"): (None, None, None, None, None, None, None, 64.52),
-        ("wrn_40_2", "shufflenetv1"): (None, None, None, None, None, None, None, 64.95),
-        ("resnet32x4", "shufflenetv1"): (None, None, None, None, None, None, None, 65.84),
-        ("resnet50", "mobilenetv2"): (None, None, None, None, None, None, None, 63.68),
-        ("vgg13", "mobilenetv2"): (None, None, None, None, None, None, None, 63.99),
-        ("resnet32x4", "shufflenetv2"): (None, None, None, None, None, None, None, 70.10),
-    },
-    "caltech_birds2011": {_RESNET34_TO_18: (61.43, 58.14, 60.92, 62.17, None, None, None, 67.93)},
-    "mit67": {_RESNET34_TO_18: (59.55, 57.49, 58.78, 60.00, None, None, None, 65.67)},
-    "stanford40": {_RESNET34_TO_18: (49.06, 45.94, 49.42, 49.84, None, None, None, 53.69)},
-    "stanford_dogs": {_RESNET34_TO_18: (69.28, 66.97, 68.28, 69.04, None, None, None, 72.79)},
-}
-_REFERENCE_HEADERS = (
-    "teacher alone",
-    "student alone",
-    "KD",
-    "DKD",
-    "DIST",
-    "MLKD",
-    "KD+LS",
-    "FiGKD (published)",
-)
+from figkd_jax import plots, protocol
 
 # Order of methods within a pair; others follow alphabetically.
-METHOD_ORDER = ("ce", "kd", "dkd", "dist", "mlkd", "figkd")
+METHOD_ORDER = ("ce", "kd", "dkd", "mlkd", "figkd")
 
 # Config keys that may differ between runs of one row: the seed, and where things live or how
 # often they are logged, none of which changes a result.
@@ -279,24 +229,15 @@ def _row_order(row: Row):
 
 
 def reference_top1(dataset: str, teacher: str | None, student: str, method: str) -> float | None:
-    """The published top-1 (%) of `method` on (teacher, student), or of `student` alone.
+    """The published top-1 (%) of `method` (a method label) on (teacher, student), or of
+    `student` trained alone.
 
     A run without a teacher ("ce") is matched to the model's "teacher" or "student" column of
     any pair of `dataset`. None where nothing was published.
     """
-    pairs = REFERENCE_TOP1.get(dataset, {})
-    if teacher is not None:
-        if method not in REFERENCE_COLUMNS or (teacher, student) not in pairs:
-            return None
-        return pairs[teacher, student][REFERENCE_COLUMNS.index(method)]
-    if method != "ce":
+    if teacher is None and method != "ce":
         return None
-    for pair, values in pairs.items():
-        for role, model in zip(("teacher", "student"), pair, strict=True):
-            value = values[REFERENCE_COLUMNS.index(role)]
-            if model == student and value is not None:
-                return value
-    return None
+    return protocol.published_top1(dataset, teacher, student, method)
 
 
 # --------------------------------------------------------------------------
@@ -421,18 +362,17 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
 def reference_table(pairs: Iterable[tuple[str, str, str]]) -> str:
     """Markdown table of every published number of the (dataset, teacher, student) `pairs`."""
     known = [
-        (dataset, teacher, student)
+        found
         for dataset, teacher, student in dict.fromkeys(pairs)
-        if (teacher, student) in REFERENCE_TOP1.get(dataset, {})
+        if (found := protocol.find(dataset, teacher, student)) is not None
     ]
     if not known:
         return ""
-    header = ("dataset", "teacher", "student", *_REFERENCE_HEADERS)
+    header = ("dataset", "teacher", "student", *(c.header for c in protocol.COLUMNS))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for dataset, teacher, student in known:
-        values = REFERENCE_TOP1[dataset][teacher, student]
-        cells = (dataset, teacher, student, *map(_number, values))
-        lines.append("| " + " | ".join(cells) + " |")
+    for pair in known:
+        values = (_number(pair.top1.get(c.key)) for c in protocol.COLUMNS)
+        lines.append("| " + " | ".join((pair.dataset, pair.teacher, pair.student, *values)) + " |")
     return "\n".join(lines)
 
 

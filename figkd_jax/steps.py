@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -23,9 +23,6 @@ import jax.numpy as jnp
 import optax
 
 from figkd_jax import device_input, diagnostics, losses, methods
-
-if TYPE_CHECKING:
-    from figkd_jax.run_setup import Run
 
 DATA_AXIS = "data"
 
@@ -227,9 +224,9 @@ def band_diagnostics_for(config) -> Callable[..., dict[str, jax.Array]]:
     )
 
 
-def make_train_step(run: Run, teacher: nn.Module | None):
-    """`train_step` with the run's models, objective, optimiser and schedule bound:
-    (state, batch, teacher_variables) -> (state, metrics)."""
+def make_train_step(run, teacher: nn.Module | None):
+    """`train_step` with the run's (a `run_setup.Run`) models, objective, optimiser and
+    schedule bound: (state, batch, teacher_variables) -> (state, metrics)."""
     return functools.partial(
         train_step,
         student=run.student,
@@ -251,7 +248,7 @@ def strong_view_function(run):
     return functools.partial(device_input.finish_strong_view, info=run.info, dtype=run.config.dtype)
 
 
-def device_steps(run: Run, one_step):
+def device_steps(run, one_step):
     """(state, arrays, plan, teacher_variables, num_steps) -> (state, metrics [num_steps]):
     `num_steps` (static) applications of `one_step` in one lax.scan, each on the batch
     that device_input.batch_at builds on device for the state's step."""

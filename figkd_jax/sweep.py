@@ -4,7 +4,9 @@ after training their teacher.
 Layout of ``<workdir>``:
 
 - ``teacher/``: the teacher run (``config.teacher.model``, method ``ce``), when
-  ``config.sweep.train_teacher`` is set;
+  ``config.sweep.train_teacher`` is set; it trains with the students' config except
+  for the ``config.sweep.teacher_*`` fields (its own epochs, decay epochs and learning
+  rate; the benchmark configs set the protocol's rate of the teacher architecture);
 - ``<method>_seed<seed>/``: one run per method and seed.
 
 Each run is an ordinary run (its own config.json, checkpoints and
@@ -34,6 +36,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     base = ml_collections.ConfigDict(config.to_dict())
     base.sweep.methods, base.sweep.seeds, base.sweep.train_teacher = (), (), False
     base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
+    base.sweep.teacher_learning_rate = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
             raise ConfigError("config.sweep.train_teacher needs config.teacher.model")
@@ -47,6 +50,8 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
             teacher.num_epochs = config.sweep.teacher_num_epochs
         if config.sweep.teacher_lr_decay_epochs is not None:
             teacher.optim.lr_decay_epochs = tuple(config.sweep.teacher_lr_decay_epochs)
+        if config.sweep.teacher_learning_rate is not None:
+            teacher.optim.learning_rate = config.sweep.teacher_learning_rate
         runs.append(("teacher", teacher))
     for method in config.sweep.methods or (config.method.name,):
         methods.get(method)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from configs import benchmarks, default
-from figkd_jax import losses, methods
+from figkd_jax import losses, methods, protocol
 
 
 def _method(name, **fields):
@@ -76,8 +76,8 @@ def test_mlkd_takes_its_authors_solver_per_pair(pair, solver):
         "cifar100", f"teacher={teacher},student={student},method=dist"
     )
     assert other.num_epochs == 240
-    assert other.optim.learning_rate == (0.01 if student in benchmarks.LOW_LR_STUDENTS else 0.05)
+    assert other.optim.learning_rate == protocol.find("cifar100", teacher, student).learning_rate
 
 
 def test_mlkd_solver_table_covers_every_cifar_pair():
-    assert set(benchmarks.MLKD_CIFAR_SOLVER) == set(benchmarks.CIFAR_PAIRS)
+    assert set(benchmarks.MLKD_CIFAR_SOLVER) == set(protocol.pairs("cifar100"))

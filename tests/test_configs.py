@@ -1,4 +1,4 @@
-"""Every benchmark config of protocol.md instantiates and traces one train step."""
+"""Every benchmark config of docs/protocol.md instantiates and traces one train step."""
 
 import importlib
 
@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import benchmarks
-from figkd_jax import methods, models, randaugment, run_setup, steps
+from figkd_jax import methods, models, protocol, randaugment, run_setup, steps, sweep
 
 
 def _load(module, arg):
@@ -50,16 +49,16 @@ def _trace_one_step(config):
 CIFAR_CASES = [
     (module, f"teacher={t},student={s},method=figkd")
     for module in ("cifar100", "tiny_imagenet")
-    for t, s in benchmarks.CIFAR_PAIRS
+    for t, s in protocol.pairs(module)
 ] + [
     ("cifar100", f"teacher={t},student={s},method={method}")
     for method in ("dist", "mlkd")
-    for t, s in benchmarks.CIFAR_PAIRS
+    for t, s in protocol.pairs("cifar100")
 ]
 FINEGRAINED_CASES = [
     ("finegrained", f"dataset={d},teacher={t},student={s},method=dkd")
-    for d in benchmarks.FINEGRAINED_DATASETS
-    for t, s in benchmarks.FINEGRAINED_PAIRS
+    for d in protocol.FINEGRAINED_DATASETS
+    for t, s in protocol.pairs(d)
 ]
 
 
@@ -69,7 +68,7 @@ def test_every_pair_traces_a_distillation_step(module, arg):
     assert {"loss_ce", "accuracy", "agreement"} <= set(metrics)
 
 
-TEACHERS = sorted({t for t, _ in benchmarks.CIFAR_PAIRS})
+TEACHERS = sorted({t for t, _ in protocol.pairs("cifar100")})
 
 
 @pytest.mark.parametrize("teacher", TEACHERS)
@@ -97,6 +96,21 @@ def test_reference_hyperparameters_per_pair():
     assert (config.method.kd.ce_weight, config.method.kd.kd_weight) == (0.1, 0.9)
     assert config.num_epochs == 240 and config.batch_size == 64
     assert tuple(config.optim.lr_decay_epochs) == (150, 180, 210)
+
+
+def test_a_sweep_trains_the_teacher_under_the_teachers_protocol():
+    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv1")  # as in the README
+    config.sweep.train_teacher = True
+    config.sweep.methods = ("ce", "kd")
+    runs = dict(sweep.plan(config))
+    teacher = runs.pop("teacher")
+    assert (teacher.model, teacher.optim.learning_rate) == ("resnet32x4", 0.05)
+    assert teacher.method.name == "ce"
+    # The students keep the student protocol's rate (0.01 for a ShuffleNet).
+    assert {name: run.optim.learning_rate for name, run in runs.items()} == {
+        "ce_seed0": 0.01,
+        "kd_seed0": 0.01,
+    }
 
 
 def test_a_strong_view_needs_a_fixed_resolution_rgb_dataset():

@@ -415,7 +415,7 @@ def test_standardize_logits():
         constant = jnp.full((2, 4), 3.0)
         return {
             "z": standardize_logits(z),
-            "z_ddof1": standardize_logits(z, ddof=1),
+            "z_ddof0": standardize_logits(z, ddof=0),
             "z_axis0": standardize_logits(z, axis=0),
             "scaled_kd": kd_loss(standardize_logits(3 * z[:1]), standardize_logits(z[1:2])),
             "kd": kd_loss(standardize_logits(z[:1]), standardize_logits(z[1:2])),
@@ -424,12 +424,13 @@ def test_standardize_logits():
         }
 
     v = values(z)
-    expected = (z - z.mean(-1, keepdims=True)) / (z.std(-1, keepdims=True) + 1e-7)
+    # The authors' normalize: (z - mean) / (1e-7 + torch.std(z)), Bessel-corrected.
+    expected = (z - z.mean(-1, keepdims=True)) / (1e-7 + z.std(-1, ddof=1, keepdims=True))
     np.testing.assert_allclose(v["z"], expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(v["z"].std(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(v["z"].std(-1, ddof=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(
-        v["z_ddof1"],
-        (z - z.mean(-1, keepdims=True)) / z.std(-1, ddof=1, keepdims=True),
+        v["z_ddof0"],
+        (z - z.mean(-1, keepdims=True)) / (z.std(-1, keepdims=True) + 1e-7),
         rtol=1e-5,
         atol=1e-6,
     )

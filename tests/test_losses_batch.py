@@ -144,7 +144,7 @@ def test_mlkd_matches_the_authors_code(x64):
         terms = jax.jit(mlkd_terms, static_argnames="standardize")(
             sw, tw, ss, ts, standardize=standardize
         )
-        reference = np_mlkd(sw, tw, ss, ts, standardize_ddof=0 if standardize else None)
+        reference = np_mlkd(sw, tw, ss, ts, standardize_ddof=1 if standardize else None)
         for name, value in terms.items():
             assert value.shape == (b,)
             np.testing.assert_allclose(jnp.mean(value), reference[name], rtol=RTOL64, err_msg=name)

@@ -15,7 +15,7 @@ from flax import traverse_util
 from figkd_jax import models
 from figkd_jax.models import layers
 
-# protocol.md, "Reference architectures": sum(p.numel() for p in model.parameters()) of the
+# docs/protocol.md, "Reference architectures": sum(p.numel() for p in model.parameters()) of the
 # PyTorch references; CIFAR-style at 100 classes, ImageNet-style at 1000.
 PROTOCOL_PARAM_COUNTS = {
     "resnet8": 83_892,

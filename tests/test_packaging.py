@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from figkd_jax import _extras
+from figkd_jax import extras
 
 TRAIN_ONLY = ("flax", "optax", "orbax", "ml_collections", "absl", "etils")
 TENSORFLOW = ("tensorflow", "tensorflow_datasets")
@@ -66,15 +66,15 @@ def test_a_module_without_its_extra_fails_naming_the_extra(code, hidden, extra):
 
 
 def test_required_packages():
-    assert _extras.required_packages("figkd_jax.losses") == []
-    assert _extras.required_packages("figkd_jax.data.registry") == []
-    assert _extras.required_packages("figkd_jax.steps") == [("train", _extras.TRAIN_PACKAGES)]
-    assert ("train", _extras.TENSORFLOW_PACKAGES) in _extras.required_packages(
+    assert extras.required_packages("figkd_jax.losses") == []
+    assert extras.required_packages("figkd_jax.data.registry") == []
+    assert extras.required_packages("figkd_jax.steps") == [("train", extras.TRAIN_PACKAGES)]
+    assert ("train", extras.TENSORFLOW_PACKAGES) in extras.required_packages(
         "figkd_jax.data.pipeline"
     )
-    assert ("report", _extras.REPORT_PACKAGES) in _extras.required_packages("figkd_jax.plots")
-    with pytest.raises(_extras.MissingExtraError, match=r"figkd_jax\[torch\]"):
-        _extras.require("torch", "no_such_package_for_figkd_jax")
+    assert ("report", extras.REPORT_PACKAGES) in extras.required_packages("figkd_jax.plots")
+    with pytest.raises(extras.MissingExtraError, match=r"figkd_jax\[torch\]"):
+        extras.require("torch", "no_such_package_for_figkd_jax")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Reliability: kill-and-resume, preemption, non-finite steps, and bad input."""
 
+import functools
 import json
 import os
 import signal
@@ -7,12 +8,13 @@ import subprocess
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, models, run_setup, steps, train
+from figkd_jax import checkpoints, events, methods, models, run_setup, steps, train
 from tests.train_worker import digits_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +130,92 @@ def test_nonfinite_step_is_skipped_and_counted():
         np.testing.assert_array_equal(a, b)
     good, _ = step(new, {"image": jnp.ones((4, 8, 8, 1)), "label": jnp.zeros(4, jnp.int32)})
     assert int(good.nonfinite_steps) == 0
+
+
+class _BiasOnly(nn.Module):
+    """Logits = a learned bias (NaN where the image is): the CE gradient is known in closed
+    form, and one batch-statistics counter shows whether a step's statistics were kept."""
+
+    @nn.compact
+    def __call__(self, images, train):
+        bias = self.param("bias", nn.initializers.zeros, (10,))
+        seen = self.variable("batch_stats", "seen", lambda: jnp.zeros((), jnp.float32))
+        if train:
+            seen.value += images.shape[0]
+        return bias + 0.0 * jnp.sum(images, axis=(1, 2, 3))[:, None]
+
+
+def _applied_rates(skip_at):
+    """(applied, logged) learning rate of each of 7 steps (3 per epoch, decay x0.1 after
+    epoch 1); the step `skip_at` has a NaN image. Plain SGD (no momentum, no weight decay), so
+    a step moves the bias by -rate * mean CE gradient, which the rate is read back from."""
+    config = digits_config()
+    config.optim.update(
+        learning_rate=0.1, momentum=0.0, weight_decay=0.0, lr_decay_epochs=(1,), lr_decay_rate=0.1
+    )
+    schedule = steps.learning_rate_schedule(config, 3)
+    tx = steps.make_optimizer(config, schedule)
+    student = _BiasOnly()
+    variables = student.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
+    state = steps.TrainState(
+        step=jnp.array(0),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state=tx.init(variables["params"]),
+        nonfinite_steps=jnp.array(0),
+    )
+    step_fn = jax.jit(
+        functools.partial(
+            steps.train_step,
+            teacher_variables=None,
+            student=student,
+            teacher=None,
+            objective=methods.build(config.method),
+            tx=tx,
+            schedule=schedule,
+            steps_per_epoch=3,
+        )
+    )
+    labels = jnp.array([1, 2, 2, 7], jnp.int32)
+    applied, logged = [], []
+    for k in range(7):
+        images = jnp.ones((4, 8, 8, 1))
+        if k == skip_at:
+            images = images.at[0, 0, 0, 0].set(jnp.nan)
+        bias = state.params["bias"]
+        state, metrics = step_fn(state, {"image": images, "label": labels})
+        assert int(state.step) == k + 1
+        gradient = jnp.mean(jax.nn.softmax(bias) - jax.nn.one_hot(labels, 10), axis=0)
+        moved = bias - state.params["bias"]
+        if k == skip_at:
+            assert int(metrics["nonfinite"]) == 1 and jnp.all(moved == 0)
+            assert float(state.batch_stats["seen"]) == 4 * k  # rolled back too
+            applied.append(None)
+        else:
+            # moved = rate * gradient in float32 on O(0.1) values: 1e-3 tells 0.1 from 0.01.
+            rates = moved / gradient
+            np.testing.assert_allclose(rates, rates[0], rtol=1e-3)
+            applied.append(float(rates[0]))
+        logged.append(float(metrics["learning_rate"]))
+    return applied, logged
+
+
+def test_a_skipped_step_does_not_shift_the_learning_rate_schedule():
+    clean, clean_logged = _applied_rates(skip_at=None)
+    skipped, skipped_logged = _applied_rates(skip_at=1)
+    # Epochs of 3 steps, decay after epoch 1: steps 0-2 at 0.1, from step 3 on at 0.01,
+    # with or without the skipped step 1.
+    expected = [0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]
+    np.testing.assert_allclose(clean, expected, rtol=1e-3)
+    assert skipped[1] is None
+    np.testing.assert_allclose(skipped[:1] + skipped[2:], expected[:1] + expected[2:], rtol=1e-3)
+    # The logged rate is the schedule at the state's step, skipped or not, and it is the
+    # rate that was applied.
+    np.testing.assert_allclose(clean_logged, expected, rtol=1e-6)
+    assert skipped_logged == clean_logged
+    for applied, logged in zip(skipped, skipped_logged, strict=True):
+        if applied is not None:
+            assert applied == pytest.approx(logged, rel=1e-3)
 
 
 def test_run_stops_after_consecutive_nonfinite_steps(tmp_path):

@@ -11,8 +11,9 @@ draws, both pure functions of (seed, epoch):
 (seed, epoch, example index), whatever the batch size, process count or start step. Step t
 of the stream is batch t % S of epoch t // S, with S = N // global_batch_size steps per epoch:
 the first S * global_batch_size indices of the epoch's order, cut into consecutive global
-batches; the remainder is dropped, and since the order changes every epoch, different
-examples are dropped each epoch (like PyTorch's ``drop_last=True`` with ``shuffle=True``).
+batches; the remainder (``N % global_batch_size`` examples) is dropped, and since the order
+changes every epoch, different examples are dropped each epoch. The reference's loader keeps
+that remainder as a last, smaller batch instead (see `registry.steps_per_epoch`).
 Starting at step k therefore reads no skipped data, and a resumed stream equals the tail of
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.

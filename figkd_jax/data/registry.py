@@ -193,7 +193,8 @@ def steps_per_epoch(num_train: int, global_batch_size: int) -> int:
     ``drop_last``) instead keeps a last partial batch: CIFAR-100 at batch 64 is 782 steps
     there, the last of 16 images, and 781 full steps here. We keep full batches because a
     partial batch would change the BatchNorm batch statistics' sample size and recompile the
-    step; the 16 images left out differ every epoch.
+    step; the 16 images left out differ every epoch. The schedule's decay "after epoch e"
+    applies from step ``e * steps_per_epoch`` (docs/protocol.md).
     """
     if not 0 < global_batch_size <= num_train:
         raise ValueError(

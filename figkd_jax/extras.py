@@ -16,7 +16,7 @@ import sys
 # Modules that need nothing beyond jax and numpy.
 LIBRARY_MODULES = frozenset(
     {
-        "figkd_jax._extras",
+        "figkd_jax.extras",
         "figkd_jax.wavelets",
         "figkd_jax.losses",
         "figkd_jax.diagnostics",
@@ -27,7 +27,14 @@ LIBRARY_MODULES = frozenset(
 TRAIN_PACKAGES = ("flax", "optax", "orbax.checkpoint", "ml_collections", "absl", "etils")
 TENSORFLOW_PACKAGES = ("tensorflow", "tensorflow_datasets")
 # Modules that need TensorFlow besides the rest of the train extra.
-TENSORFLOW_MODULES = ("figkd_jax.events", "figkd_jax.data.")
+TENSORFLOW_MODULES = (
+    "figkd_jax.events",
+    "figkd_jax.data.augment",
+    "figkd_jax.data.builders",
+    "figkd_jax.data.pipeline",
+    "figkd_jax.data.prepare",
+    "figkd_jax.data.sources",
+)
 REPORT_PACKAGES = ("matplotlib",)
 REPORT_MODULES = ("figkd_jax.plots", "figkd_jax.report")
 
@@ -61,7 +68,7 @@ def required_packages(module: str) -> list[tuple[str, tuple[str, ...]]]:
     if module in LIBRARY_MODULES or not module.startswith("figkd_jax."):
         return []
     needs = [("train", TRAIN_PACKAGES)]
-    if module.startswith(TENSORFLOW_MODULES) and module not in LIBRARY_MODULES:
+    if module.startswith(TENSORFLOW_MODULES):
         needs.append(("train", TENSORFLOW_PACKAGES))
     if module.startswith(REPORT_MODULES):
         needs.append(("report", REPORT_PACKAGES))

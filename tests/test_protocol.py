@@ -1,0 +1,138 @@
+"""One table of benchmark pairs: the configs, the report and the docs agree with it."""
+
+import importlib
+import pathlib
+import re
+
+import pytest
+
+from figkd_jax import data, models, protocol, report
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLUMN_KEYS = [c.key for c in protocol.COLUMNS]
+
+
+def test_the_table_is_well_formed():
+    keys = [(p.dataset, p.teacher, p.student) for p in protocol.PAIRS]
+    assert len(keys) == len(set(keys)), "a pair is listed twice"
+    for pair in protocol.PAIRS:
+        assert pair.dataset in data.names(), pair
+        assert {pair.teacher, pair.student} <= set(models.names()), pair
+        assert set(pair.top1) <= set(COLUMN_KEYS), pair
+        assert all(0 < v < 100 for v in pair.top1.values()), pair
+    assert len(COLUMN_KEYS) == len(set(COLUMN_KEYS))
+
+
+def test_a_model_trained_alone_has_one_number_and_one_learning_rate_per_dataset():
+    alone, rates = {}, {}
+    for pair in protocol.PAIRS:
+        for role, model in (("teacher", pair.teacher), ("student", pair.student)):
+            if role in pair.top1:
+                assert alone.setdefault((pair.dataset, model), pair.top1[role]) == pair.top1[role]
+        assert rates.setdefault((pair.dataset, pair.student), pair.learning_rate) == (
+            pair.learning_rate
+        )
+
+
+def _config(pair, method):
+    if pair.dataset in protocol.FINEGRAINED_DATASETS:
+        module, arg = "finegrained", f"dataset={pair.dataset},"
+    else:
+        module, arg = pair.dataset, ""
+    arg += f"teacher={pair.teacher},student={pair.student},method={method}"
+    return importlib.import_module(f"configs.{module}").get_config(arg)
+
+
+@pytest.mark.parametrize(
+    "pair", protocol.PAIRS, ids=lambda p: f"{p.dataset}:{p.teacher}>{p.student}"
+)
+def test_configs_and_report_read_the_table(pair):
+    config = _config(pair, "dkd")
+    assert config.optim.learning_rate == pair.learning_rate
+    assert config.method.dkd.beta == pair.dkd_beta
+    assert (config.method.kd.ls_temperature, config.method.kd.ls_kd_weight) == pair.kd_ls
+    # Every teacher of the table trains at the dataset's base rate of 0.05.
+    assert config.sweep.teacher_learning_rate == 0.05
+    for key in COLUMN_KEYS:
+        if key in ("teacher", "student"):
+            model = pair.teacher if key == "teacher" else pair.student
+            if key in pair.top1:
+                assert report.reference_top1(pair.dataset, None, model, "ce") == pair.top1[key]
+        else:
+            expected = pair.top1.get(key)
+            assert report.reference_top1(pair.dataset, pair.teacher, pair.student, key) == expected
+
+
+def _markdown_tables(path):
+    """Every Markdown table of `path` as (header cells, rows of cells)."""
+    tables, lines = [], path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            rows = []
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip().strip("|").split("|")])
+            tables.append(([c.strip() for c in line.strip().strip("|").split("|")], rows))
+    return tables
+
+
+def _table(path, *first_headers):
+    """The one table of `path` whose header starts with `first_headers`."""
+    (table,) = [
+        t for t in _markdown_tables(path) if tuple(t[0][: len(first_headers)]) == first_headers
+    ]
+    return table
+
+
+def _registry_name(doc_name):
+    """'WRN-40-2' -> 'wrn_40_2', 'ResNet32x4' -> 'resnet32x4'."""
+    return doc_name.lower().replace("-", "_")
+
+
+def _pair_names(cell):
+    teacher, student = re.fullmatch(r"(\S+) -> (\S+)", cell).groups()
+    return _registry_name(teacher), _registry_name(student)
+
+
+def _value(cell):
+    return None if cell == "-" else float(cell)
+
+
+def test_docs_protocol_shows_the_table():
+    path = ROOT / "docs" / "protocol.md"
+    cifar = protocol.pairs("cifar100")
+    header, rows = _table(path, "teacher -> student", "teacher")
+    keys = {c.header: c.key for c in protocol.COLUMNS} | {
+        "teacher": "teacher",
+        "student": "student",
+    }
+    assert [_pair_names(r[0]) for r in rows] == list(cifar)
+    for row in rows:
+        pair = cifar[_pair_names(row[0])]
+        for name, cell in zip(header[1:], row[1:], strict=True):
+            assert _value(cell) == pair.top1.get(keys[name]), (row[0], name)
+    header, rows = _table(path, "teacher -> student", "lr")
+    assert header == ["teacher -> student", "lr", "DKD beta", "KD+LS T", "KD+LS weight"]
+    assert [_pair_names(r[0]) for r in rows] == list(cifar)
+    for row in rows:
+        pair = cifar[_pair_names(row[0])]
+        assert [float(c) for c in row[1:]] == [pair.learning_rate, pair.dkd_beta, *pair.kd_ls]
+
+
+def test_docs_method_shows_the_figkd_and_finegrained_numbers():
+    path = ROOT / "docs" / "method.md"
+    _, rows = _table(path, "teacher -> student", "CIFAR-100", "TinyImageNet")
+    for row in rows:
+        for dataset, cell in zip(("cifar100", "tiny_imagenet"), row[1:], strict=True):
+            pair = protocol.find(dataset, *_pair_names(row[0]))
+            assert _value(cell) == pair.top1["figkd"], (row[0], dataset)
+    header, rows = _table(path, "", "CUB-200")
+    datasets = {"CUB-200": "caltech_birds2011", "MIT-67": "mit67", "Stanford-40": "stanford40"}
+    datasets["Dogs"] = "stanford_dogs"
+    keys = {"teacher ResNet34": "teacher", "student ResNet18": "student", "KD": "kd", "DKD": "dkd"}
+    keys["FiGKD"] = "figkd"
+    for row in rows:
+        for name, cell in zip(header[1:], row[1:], strict=True):
+            pair = protocol.find(datasets[name], "resnet34_imagenet", "resnet18_imagenet")
+            assert _value(cell) == pair.top1[keys[row[0]]], (row[0], name)
