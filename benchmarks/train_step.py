@@ -1,12 +1,12 @@
 """Speed of the distillation train step: compile time, step time, images/s, TFLOP/s, % of peak.
 
 The step is the trainer's own: ``run_setup.build_run`` on the benchmark config of the pair
-(``configs/benchmarks.py``), ``run_setup.initial_state``, and ``steps.train_step`` with the
-trainer's keyword arguments, jitted with the run's shardings and a donated state. The input
+(``configs/benchmarks.py``), ``run_setup.initial_state``, and ``steps.make_train_step`` in
+``steps.device_steps``, jitted with the run's shardings and a donated state. The input
 is the on-device path (``device_input.batch_at``) over a synthetic split of the dataset's real
 shapes (random uint8 pixels, at most 50,000 images, a random order and random augmentation
 draws), so every step gathers, crops, flips and normalises its own batch on device; nothing
-here needs TensorFlow's pipeline. The teacher's variables are a random initialisation (its
+here needs TensorFlow. The teacher's variables are a random initialisation (its
 speed does not depend on its weights). ``--steps_per_dispatch K`` runs K steps in one
 ``lax.scan`` per call. FLOPs come from XLA's cost analysis of one step (per device); the peak
 is that of the device kind for the chosen dtype ("n/a" when unknown, e.g. CPU). The last
@@ -44,7 +44,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import data, methods, models, protocol, randaugment, run_setup, steps
+from figkd_jax import device_input, methods, models, protocol, randaugment, run_setup, steps
+from figkd_jax.data.registry import get_info
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2
@@ -154,7 +155,7 @@ def build_run(setting: Setting) -> run_setup.Run:
             f"--batch_size {setting.batch_size} must be a multiple of --devices {setting.devices}"
         )
     run = run_setup.build_run(make_config(setting))
-    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), (steps.DATA_AXIS,))
+    mesh = Mesh(np.asarray(jax.devices()[: setting.devices]), run.mesh.axis_names)
     return dataclasses.replace(run, mesh=mesh)
 
 
@@ -184,15 +185,15 @@ def synthetic_input(run: run_setup.Run) -> tuple[dict, dict]:
         "image": rng.integers(0, 256, (num_examples, *info.image_shape), dtype=np.uint8),
         "label": rng.integers(0, info.num_classes, num_examples).astype(np.int32),
     }
-    host_plan = {
-        "index": rng.permutation(num_examples)[: num_steps * batch]
-        .astype(np.int32)
-        .reshape(num_steps, -1),
-        "draws": rng.random((num_steps, batch, 3), dtype=np.float32),
-    }
+    host_plan = device_input.plan_from_draws(
+        info,
+        rng.permutation(num_examples)[: num_steps * batch].astype(np.int32).reshape(num_steps, -1),
+        # 3 draws per example: as many as pad-crop-flip reads, more than rotate-flip's 2.
+        rng.random((num_steps, batch, 3), dtype=np.float32),
+    )
     if methods.get(run.config.method.name).needs_strong_view:
-        draws = rng.random((num_steps, batch, randaugment.STRONG_VIEW_DRAWS), dtype=np.float32)
-        host_plan["strong_draws"] = draws
+        strong = rng.random((num_steps, batch, randaugment.STRONG_VIEW_DRAWS), dtype=np.float32)
+        host_plan["strong_draws"] = strong
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 
@@ -200,9 +201,9 @@ def synthetic_input(run: run_setup.Run) -> tuple[dict, dict]:
 def train_function(run: run_setup.Run, teacher_model, steps_per_dispatch: int):
     """jit(state, arrays, plan, teacher_variables) -> (state, metrics [steps_per_dispatch]):
     exactly the trainer's on-device call (steps.device_steps)."""
-    call = steps.device_steps(run, steps.make_train_step(run, teacher_model))
+    device_steps = steps.device_steps(run, steps.make_train_step(run, teacher_model))
     return jax.jit(
-        functools.partial(call, num_steps=steps_per_dispatch),
+        functools.partial(device_steps, num_steps=steps_per_dispatch),
         in_shardings=(run.replicated,) * 4,
         out_shardings=(run.replicated, run.replicated),
         donate_argnums=(0,),
@@ -232,8 +233,8 @@ def benchmark(
     arrays, plan = synthetic_input(run)
     state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
     args = (arrays, plan, teacher_variables)
-    compile_program = lambda steps: (
-        train_function(run, teacher_model, steps).lower(state, *args).compile()
+    compile_program = lambda num_steps: (
+        train_function(run, teacher_model, num_steps).lower(state, *args).compile()
     )
 
     start = time.perf_counter()
@@ -280,9 +281,9 @@ def settings(args) -> list[Setting]:
             batch_size=batch_size,
             dtype=dtype,
             devices=args.devices or jax.device_count(),
-            steps_per_dispatch=steps,
+            steps_per_dispatch=per_dispatch,
         )
-        for (teacher, student), batch_size, dtype, steps in itertools.product(
+        for (teacher, student), batch_size, dtype, per_dispatch in itertools.product(
             zip(args.teacher, args.student, strict=True),
             args.batch_size,
             args.dtype,
@@ -324,9 +325,7 @@ def parse_args(argv=None):
         choices=models.names(),
         help="one student per --teacher (pairs are zipped)",
     )
-    parser.add_argument(
-        "--method", default=None, choices=methods.names(), help="default figkd (also --quick)"
-    )
+    parser.add_argument("--method", default="figkd", choices=methods.names())
     parser.add_argument("--batch_size", type=int, nargs="+", default=[64])
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--devices", type=int, default=None, help="first N devices (default all)")
@@ -353,21 +352,21 @@ def parse_args(argv=None):
     parser.add_argument(
         "--check_bf16",
         action="store_true",
+        # argparse formats help with %: a percent sign is written %%.
         help=f"exit 1 unless the first-step losses of bfloat16 and float32 settings agree "
-        f"within {BF16_LOSS_TOLERANCE:.0%}%",  # argparse formats help with %: "%%" prints "%"
+        f"within {100 * BF16_LOSS_TOLERANCE:g}%%",
     )
     parser.add_argument("--no_header", action="store_true", help="rows only (appending runs)")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="CPU check in under a minute: resnet8 -> resnet8 on digits (figkd unless "
-        "--method), batch 64, 3 timed steps",
+        help="CPU check in under a minute: resnet8 -> resnet8 figkd on digits, batch 64, "
+        "3 timed steps",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.dataset, args.teacher, args.student = "digits", ["resnet8"], ["resnet8"]
-        args.batch_size, args.timed_steps = [64], 3
-    args.method = args.method or "figkd"
+        args.method, args.batch_size, args.timed_steps = "figkd", [64], 3
     if len(args.teacher) != len(args.student):
         parser.error("give one --teacher per --student (the pairs are zipped)")
     for name in ("batch_size", "steps_per_dispatch"):
@@ -381,7 +380,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
-    num_train = data.get_info(args.dataset).num_train
+    num_train = get_info(args.dataset).num_train
     if not args.no_header:
         print(f"{args.dataset}, {args.timed_steps} timed steps per setting, jax {jax.__version__}")
         print(HEADER.format(epochs=args.epochs))

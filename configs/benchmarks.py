@@ -73,6 +73,11 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
     config.model = student
     config.method.name = method
     config.seed = int(fields.get("seed", 0))
+    solver = protocol.SOLVERS.get(dataset)
+    if solver is not None:
+        config.batch_size, config.num_epochs = solver.batch_size, solver.num_epochs
+        config.optim.learning_rate = solver.learning_rate
+        config.optim.lr_decay_epochs = solver.lr_decay_epochs
     base_learning_rate = config.optim.learning_rate
     config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
     # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).

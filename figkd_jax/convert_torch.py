@@ -131,8 +131,14 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray], abstract_variables:
 
 
 def infer_num_classes(state_dict: Mapping[str, np.ndarray]) -> int:
-    """Output width of the classifier, the only linear (2-D) weight of every zoo model."""
+    """Output width of the classifier: the only linear (2-D) weight of every zoo model but
+    ``mobilenetv2_tin``, whose classifier is a 1x1 conv, the last weight of its state dict."""
     linear = [k for k, v in state_dict.items() if k.endswith("weight") and np.ndim(v) == 2]
+    if not linear:
+        weights = [k for k in state_dict if k.endswith("weight")]
+        last = np.shape(state_dict[weights[-1]]) if weights else ()
+        if len(last) == 4 and last[2:] == (1, 1):
+            return int(last[0])
     if len(linear) != 1:
         raise ValueError(
             f"cannot infer num_classes: expected one linear weight, found {len(linear)} "

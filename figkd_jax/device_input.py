@@ -2,12 +2,14 @@
 
 The uint8 train split of a fixed-resolution dataset (digits, cifar100, tiny_imagenet) is
 uploaded once, replicated on every device (CIFAR-100: 150 MB, TinyImageNet: 1.2 GB per
-device). Gathering, padding, cropping, flipping and normalising a batch then run inside the
-jitted train step, so no image crosses the host-device link during training.
+device). Gathering, padding, cropping (or rotating), flipping and normalising a batch then run
+inside the jitted train step, so no image crosses the host-device link during training.
 
 The randomness is the TF pipeline's own (``figkd_jax.data.pipeline``): once per epoch the host
 computes the epoch's *plan*, the example order ``epoch_order(seed, epoch)`` and the rows of
-``epoch_draws(seed, epoch)`` of those examples, a few hundred kilobytes, and uploads it. A
+``epoch_draws(seed, epoch)`` of those examples, a few hundred kilobytes, and uploads it (for a
+rotating dataset also the rotations' fixed-point coefficients, which need float64 to equal
+PIL's: ``figkd_jax.data.rotation``). A
 batch of this path is therefore the TF pipeline's batch of the same step (same examples,
 same crops and flips, same normalisation), so a run can switch between the two paths, resume
 across them, and keep its results. Replicating the split rather than sharding it keeps every
@@ -40,12 +42,13 @@ import numpy as np
 from jax.sharding import Sharding
 
 from figkd_jax import randaugment
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info, steps_per_epoch
+from figkd_jax.data import rotation
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.models import compute_dtype
 
 
-def _pad_crop_flip_spec(info: DatasetInfo) -> PadCropFlip:
-    if not isinstance(info.augment, PadCropFlip):
+def _on_device_spec(info: DatasetInfo) -> PadCropFlip | RotateFlip:
+    if not isinstance(info.augment, (PadCropFlip, RotateFlip)):
         raise ValueError(
             f"on-device input needs a fixed-resolution dataset (digits, cifar100, tiny_imagenet), "
             f"not {info.name}: its images have different sizes"
@@ -87,6 +90,33 @@ def pad_crop_flip(
     return jnp.where(flips[:, None, None, None], cropped[:, :, ::-1], cropped)
 
 
+def sample_flips(draws: jax.Array, flip: bool) -> jax.Array:
+    """Draws float32 [B, 2] -> flips [B] bool, ``draws[:, 1] < 0.5`` when ``flip`` (the flip of
+    ``augment.sample_rotate_flip``; the angles come from the plan's coefficients)."""
+    return (draws[:, 1] < 0.5) & flip
+
+
+def rotate_flip(images: jax.Array, affine: jax.Array, flips: jax.Array) -> jax.Array:
+    """PIL's nearest-neighbour rotation with fixed-point coefficients affine [B, 6] int32, fill 0,
+    then a mirror where flips[b]: images [B, H, W, C] -> same shape and dtype.
+
+    The int32 arithmetic of ``augment.rotate_flip``, so equal inputs give equal pixels.
+    """
+    _, height, width, _ = images.shape
+    rows = jnp.arange(height, dtype=jnp.int32)[:, None]
+    cols = jnp.arange(width, dtype=jnp.int32)[None, :]
+
+    def one(image, a, flipped):
+        read_cols = jnp.where(flipped, width - 1 - cols, cols)
+        src_cols = jnp.right_shift(a[2] + read_cols * a[0] + rows * a[1], rotation.FIXED_POINT_BITS)
+        src_rows = jnp.right_shift(a[5] + read_cols * a[3] + rows * a[4], rotation.FIXED_POINT_BITS)
+        inside = (src_cols >= 0) & (src_cols < width) & (src_rows >= 0) & (src_rows < height)
+        pixels = image[jnp.clip(src_rows, 0, height - 1), jnp.clip(src_cols, 0, width - 1)]
+        return jnp.where(inside[..., None], pixels, jnp.zeros_like(pixels))
+
+    return jax.vmap(one)(images, affine, flips)
+
+
 def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array:
     """Pixels in [0, 255] [..., C] -> (x / 255 - mean) / std in ``dtype``.
 
@@ -102,16 +132,22 @@ def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array
 
 
 def epoch_plan(
-    seed: int, epoch: int, num_examples: int, global_batch_size: int, strong_view: bool = False
+    seed: int,
+    epoch: int,
+    num_examples: int,
+    global_batch_size: int,
+    info: DatasetInfo | None = None,
+    strong_view: bool = False,
 ) -> dict[str, np.ndarray]:
     """The TF pipeline's order and draws of epoch ``epoch``, cut into global batches.
 
-    Returns {"index": int32 [S, B], "draws": float32 [S, B, 3]} with S = num_examples // B
-    steps per epoch: row s holds the example indices of step s of the epoch and their
-    augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``; the remainder
-    of the order is dropped, as in ``pipeline.train_stream``). With ``strong_view`` also
-    "strong_draws", float32 [S, B, randaugment.STRONG_VIEW_DRAWS]
-    (``pipeline.strong_view_draws``).
+    Returns ``plan_from_draws`` of {"index": int32 [S, B], "draws": float32 [S, B, K]} with
+    S = num_examples // B steps per epoch: row s holds the example indices of step s of the
+    epoch and their augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``;
+    the remainder of the order is dropped, as in ``pipeline.train_stream``). K is
+    ``pipeline.draws_per_example(info)``; ``info`` None stands for a pad-crop-flip dataset (K=3).
+    With ``strong_view`` the plan also holds "strong_draws", float32 [S, B,
+    randaugment.STRONG_VIEW_DRAWS] (``pipeline.strong_view_draws``, MLKD's strong view).
     """
     import tensorflow as tf
 
@@ -120,17 +156,36 @@ def epoch_plan(
     steps = steps_per_epoch(num_examples, global_batch_size)
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
+    num_draws = augment.PAD_CROP_FLIP_DRAWS if info is None else pipeline.draws_per_example(info)
     epoch_tensor = tf.constant(epoch, tf.int64)
     order = pipeline.epoch_order(seed, epoch_tensor, num_examples)[: steps * global_batch_size]
-    draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, augment.PAD_CROP_FLIP_DRAWS)
-    plan = {
-        "index": order.numpy().astype(np.int32).reshape(steps, global_batch_size),
-        "draws": tf.gather(draws, order).numpy().reshape(steps, global_batch_size, -1),
-    }
+    draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, num_draws)
+    index = order.numpy().astype(np.int32).reshape(steps, global_batch_size)
+    draws = tf.gather(draws, order).numpy().reshape(steps, global_batch_size, -1)
+    plan = plan_from_draws(info, index, draws)
     if strong_view:
         strong = pipeline.strong_view_draws(seed, epoch_tensor, num_examples)
         plan["strong_draws"] = (
             tf.gather(strong, order).numpy().reshape(steps, global_batch_size, -1)
+        )
+    return plan
+
+
+def plan_from_draws(
+    info: DatasetInfo | None, index: np.ndarray, draws: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A plan {"index": int32 [S, B], "draws": float32 [S, B, K]} from its order and draws.
+
+    For a rotating dataset (``RotateFlip``) the plan also holds "affine": int32 [S, B, 6], the
+    fixed-point coefficients of each example's rotation (``rotation.affine_from_draws`` of draw
+    column 0), computed here on the host in float64 as PIL does. NumPy only, so a benchmark can
+    build a synthetic plan without TensorFlow.
+    """
+    plan = {"index": np.asarray(index, np.int32), "draws": np.asarray(draws, np.float32)}
+    if info is not None and isinstance(info.augment, RotateFlip):
+        height, width, _ = info.image_shape
+        plan["affine"] = rotation.affine_from_draws(
+            plan["draws"][..., 0], info.augment.degrees, height, width
         )
     return plan
 
@@ -148,8 +203,9 @@ def batch_at(
 
     Args:
       arrays: {"image": uint8 [N, H, W, C], "label": int32 [N]} (``DeviceDataset.arrays``).
-      plan: the plan of epoch ``step // S`` (``epoch_plan``, S = its number of rows); the
-        caller keeps them consistent, since a traced step cannot be checked.
+      plan: the plan of epoch ``step // S`` (``epoch_plan``, S = its number of rows; with
+        "affine" for a rotating dataset); the caller keeps them consistent, since a traced step
+        cannot be checked.
       step: global step (int or int32 scalar, may be traced).
       info: the dataset's description (augmentation, mean, std).
       dtype: "float32" or "bfloat16", the image dtype.
@@ -162,7 +218,7 @@ def batch_at(
       that has "strong_draws", also that stream's "strong_image" and "strong_draws" of
       ``strong_view=True``.
     """
-    spec = _pad_crop_flip_spec(info)
+    spec = _on_device_spec(info)
     steps_per_epoch = plan["index"].shape[0]
     position = jnp.asarray(step) % steps_per_epoch
     index = jax.lax.dynamic_index_in_dim(plan["index"], position, keepdims=False)
@@ -173,14 +229,20 @@ def batch_at(
         else (lambda x: x)
     )
     index, draws = constrain(index), constrain(draws)
-    rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
     source = arrays["image"][index]
-    images = pad_crop_flip(source, rows, cols, flips, spec.pad)
+    if isinstance(spec, RotateFlip):
+        affine = constrain(jax.lax.dynamic_index_in_dim(plan["affine"], position, keepdims=False))
+        images = rotate_flip(source, affine, sample_flips(draws, spec.flip))
+    else:
+        rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
+        images = pad_crop_flip(source, rows, cols, flips, spec.pad)
     batch = {
         "image": constrain(normalize(images, info.mean, info.std, dtype)),
         "label": constrain(arrays["label"][index]),
     }
     if "strong_draws" in plan:
+        if not isinstance(spec, PadCropFlip):
+            raise ValueError(f"a strong view (MLKD) needs a pad-crop-flip dataset, not {info.name}")
         strong_draws = constrain(
             jax.lax.dynamic_index_in_dim(plan["strong_draws"], position, keepdims=False)
         )
@@ -240,7 +302,7 @@ class DeviceDataset:
 
         config = sources.resolve(data_config)
         info = get_info(config.name)
-        _pad_crop_flip_spec(info)
+        _on_device_spec(info)
         images, labels = sources.load_arrays(config, config.train_split)
         return cls.from_arrays(
             images,
@@ -265,7 +327,7 @@ class DeviceDataset:
         strong_view: bool = False,
     ) -> DeviceDataset:
         """A split given as host arrays: images uint8 [N, *info.image_shape], labels int32 [N]."""
-        _pad_crop_flip_spec(info)
+        _on_device_spec(info)
         if images.dtype != np.uint8 or images.shape[1:] != tuple(info.image_shape):
             raise ValueError(
                 f"images must be uint8 [N, {', '.join(map(str, info.image_shape))}], "
@@ -296,7 +358,12 @@ class DeviceDataset:
     def plan(self, epoch: int) -> dict[str, jax.Array]:
         """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""
         host = epoch_plan(
-            self.seed, epoch, self.num_examples, self.global_batch_size, self.strong_view
+            self.seed,
+            epoch,
+            self.num_examples,
+            self.global_batch_size,
+            self.info,
+            self.strong_view,
         )
         return {k: _put(v, self.sharding) for k, v in host.items()}
 

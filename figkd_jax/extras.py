@@ -22,6 +22,7 @@ LIBRARY_MODULES = frozenset(
         "figkd_jax.diagnostics",
         "figkd_jax.data",
         "figkd_jax.data.registry",
+        "figkd_jax.data.rotation",
     }
 )
 TRAIN_PACKAGES = ("flax", "optax", "orbax.checkpoint", "ml_collections", "absl", "etils")

@@ -111,10 +111,12 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             f"config.input_on_device='device' needs a fixed-resolution dataset "
             f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
         )
-    if method.needs_strong_view and not (info.fixed_resolution and info.image_shape[-1] == 3):
+    if method.needs_strong_view and not (
+        isinstance(info.augment, data.PadCropFlip) and info.image_shape[-1] == 3
+    ):
         raise ConfigError(
-            f"method {config.method.name!r} trains on a strong view (RandAugment), which needs "
-            f"a fixed-resolution RGB dataset (cifar100, tiny_imagenet), not {info.name!r}"
+            f"method {config.method.name!r} trains on a strong view (crop, flip, RandAugment), "
+            f"which needs an RGB pad-crop-flip dataset (cifar100), not {info.name!r}"
         )
     if config.steps_per_dispatch < 1:
         raise ConfigError(f"config.steps_per_dispatch={config.steps_per_dispatch} must be >= 1")

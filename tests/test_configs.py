@@ -62,10 +62,20 @@ FINEGRAINED_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("module", "arg"), CIFAR_CASES + FINEGRAINED_CASES)
+# mdistiller's TinyImageNet pairs, with every method.
+TINY_IMAGENET_CASES = [
+    ("tiny_imagenet", f"teacher={t},student={s},method={m}")
+    for t, s in protocol.pairs("tiny_imagenet")
+    if t == "resnet18"
+    for m in methods.names()
+]
+
+
+@pytest.mark.parametrize(("module", "arg"), CIFAR_CASES + FINEGRAINED_CASES + TINY_IMAGENET_CASES)
 def test_every_pair_traces_a_distillation_step(module, arg):
     metrics = _trace_one_step(_load(module, arg))
-    assert {"loss_ce", "accuracy", "agreement"} <= set(metrics)
+    assert {"loss_ce", "accuracy"} <= set(metrics)
+    assert "method=ce" in arg or "agreement" in metrics
 
 
 TEACHERS = sorted({t for t, _ in protocol.pairs("cifar100")})
@@ -121,6 +131,20 @@ def test_a_strong_view_needs_a_fixed_resolution_rgb_dataset():
     config.teacher.workdir = "teacher-run"
     with pytest.raises(run_setup.ConfigError, match=r"strong view .* not 'stanford_dogs'"):
         run_setup.build_run(config)
+
+
+@pytest.mark.parametrize("student", ["mobilenetv2_tin", "shufflenetv2", "resnet8x4"])
+def test_tiny_imagenet_runs_mdistillers_setting(student):
+    teacher = "resnet32x4" if student == "resnet8x4" else "resnet18"
+    config = _load("tiny_imagenet", f"teacher={teacher},student={student},method=dkd")
+    # configs/tiny_imagenet/dot/*.yaml, for every student (no lower rate for ShuffleNet).
+    assert (config.batch_size, config.num_epochs, config.optim.learning_rate) == (256, 200, 0.2)
+    assert tuple(config.optim.lr_decay_epochs) == (60, 120, 160)
+    assert (config.optim.momentum, config.optim.weight_decay) == (0.9, 5e-4)
+    assert config.method.dkd.beta == 8.0
+    assert config.dataset.name == "tiny_imagenet" and config.model == student
+    # A teacher trained inside a sweep follows the same setting.
+    assert config.sweep.teacher_learning_rate == 0.2
 
 
 def test_unknown_pair_and_arguments_are_clear_errors():

@@ -44,8 +44,13 @@ def test_registry():
     ]
     for name in data.names():  # the pipeline picks its path from either
         info = data.get_info(name)
-        assert info.fixed_resolution == isinstance(info.augment, data.PadCropFlip)
+        fixed_size_augment = isinstance(info.augment, (data.PadCropFlip, data.RotateFlip))
+        assert info.fixed_resolution == fixed_size_augment
     assert data.get_info("cifar100").augment == data.PadCropFlip(pad=4, flip=True)
+    # mdistiller's TinyImageNet: RandomRotation(20) + flip, its own statistics.
+    tiny = data.get_info("tiny_imagenet")
+    assert tiny.augment == data.RotateFlip(degrees=20.0, flip=True)
+    assert (tiny.mean, tiny.std) == ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262))
     assert data.get_info("stanford_dogs").image_shape == (224, 224, 3)
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'; choose one of digits, "):
         data.get_info("imagenet")

@@ -16,7 +16,10 @@ from figkd_jax import models
 from figkd_jax.models import layers
 
 # docs/protocol.md, "Reference architectures": sum(p.numel() for p in model.parameters()) of the
-# PyTorch references; CIFAR-style at 100 classes, ImageNet-style at 1000.
+# PyTorch references; CIFAR-style at 100 classes, ImageNet-style at 1000. mobilenetv2_tin
+# (mdistiller's mv2_tinyimagenet.MobileNetV2): 2,497,480 at TinyImageNet's 200 classes, i.e.
+# 2,369,380 at 100 (1,280 weights and a bias fewer per class), counted from a PyTorch transcription
+# in tests/test_convert_torch.py.
 PROTOCOL_PARAM_COUNTS = {
     "resnet8": 83_892,
     "resnet14": 181_108,
@@ -39,6 +42,7 @@ PROTOCOL_PARAM_COUNTS = {
     "vgg16": 14_774_436,
     "vgg19": 20_086_692,
     "mobilenetv2": 812_836,
+    "mobilenetv2_tin": 2_369_380,
     "shufflenetv1": 949_258,
     "shufflenetv2": 1_355_528,
     "resnet18_imagenet": 11_689_512,
@@ -117,6 +121,9 @@ def test_cifar_models_train_on_64_pixel_inputs_in_bfloat16(name):
         ("mobilenetv2", 32, "blocks_6_0", 2),
         ("shufflenetv1", 32, "layer3_3", 4),
         ("shufflenetv2", 64, "layer3_3", 8),
+        # The 1x1 stem with padding 1 grows 64 to 66 pixels: 33, 17, 9 after the strides.
+        ("mobilenetv2_tin", 64, "pre_0", 66),
+        ("mobilenetv2_tin", 64, "stage7", 9),
         # VGG pools after block 3 only for 64-pixel inputs, as its reference does.
         ("vgg8", 32, "block4_0", 4),
         ("vgg8", 64, "block4_0", 4),
@@ -180,6 +187,15 @@ def test_resnet8_tree_is_the_reference_state_dict_renamed():
         ("mobilenetv2", "params/blocks_6_0/conv_7/scale", (160,)),
         ("mobilenetv2", "params/conv2_1/bias", (1280,)),
         ("mobilenetv2", "params/classifier_0/kernel", (1280, 100)),
+        ("mobilenetv2_tin", "params/pre_0/kernel", (1, 1, 3, 32)),
+        ("mobilenetv2_tin", "params/pre_0/bias", (32,)),
+        ("mobilenetv2_tin", "params/stage1/residual_0/kernel", (1, 1, 32, 32)),
+        ("mobilenetv2_tin", "params/stage4_3/residual_3/kernel", (3, 3, 1, 384)),
+        ("mobilenetv2_tin", "params/stage4_3/residual_3/bias", (384,)),
+        ("mobilenetv2_tin", "params/stage7/residual_6/kernel", (1, 1, 960, 320)),
+        ("mobilenetv2_tin", "batch_stats/conv1_1/var", (1280,)),
+        ("mobilenetv2_tin", "params/conv2/kernel", (1, 1, 1280, 100)),
+        ("mobilenetv2_tin", "params/conv2/bias", (100,)),
         ("shufflenetv1", "params/layer1_0/conv1/kernel", (1, 1, 24, 54)),
         ("shufflenetv1", "params/layer2_1/conv1/kernel", (1, 1, 160, 120)),
         ("shufflenetv1", "params/layer2_1/conv3/kernel", (1, 1, 40, 480)),
@@ -353,6 +369,8 @@ def test_pytorch_default_initialisers():
     assert 0.99 * bound < np.abs(depthwise).max() <= bound
     linear = np.asarray(layers.NORMAL_0_01(key, (512, 100)))
     assert linear.std() == pytest.approx(0.01, rel=0.03)
+    bias = np.asarray(layers.torch_default_bias(9)(key, (4096,)))
+    assert 0.99 * bound < np.abs(bias).max() <= bound and abs(bias.mean()) < 0.02
 
 
 # --- registry ------------------------------------------------------------------------------------

@@ -51,8 +51,9 @@ def test_configs_and_report_read_the_table(pair):
     assert config.optim.learning_rate == pair.learning_rate
     assert config.method.dkd.beta == pair.dkd_beta
     assert (config.method.kd.ls_temperature, config.method.kd.ls_kd_weight) == pair.kd_ls
-    # Every teacher of the table trains at the dataset's base rate of 0.05.
-    assert config.sweep.teacher_learning_rate == 0.05
+    # Every teacher of the table trains at the dataset's base rate (its solver's, else 0.05).
+    solver = protocol.SOLVERS.get(pair.dataset)
+    assert config.sweep.teacher_learning_rate == (solver.learning_rate if solver else 0.05)
     for key in COLUMN_KEYS:
         if key in ("teacher", "student"):
             model = pair.teacher if key == "teacher" else pair.student

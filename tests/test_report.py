@@ -258,6 +258,7 @@ def test_published_numbers_of_models_alone_and_of_pairs():
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "figkd") is None
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "dkd+LS") == 72.32
     assert report.reference_top1("tiny_imagenet", "vgg13", "vgg8", "figkd") == 64.52
+    assert report.reference_top1("tiny_imagenet", "resnet18", "mobilenetv2_tin", "kd") == 58.35
     assert report.reference_top1("stanford_dogs", None, "resnet34_imagenet", "ce") == 69.28
 
 

@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from figkd_jax import randaugment
-from figkd_jax.data import augment
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, get_info, steps_per_epoch
+from figkd_jax.data import augment, rotation
+from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 
 _SHUFFLE_STREAM = 1
@@ -79,6 +79,15 @@ def strong_view_draws(seed: int, epoch: tf.Tensor, num_examples: int) -> tf.Tens
         _epoch_seed(seed, _STRONG_VIEW_STREAM, epoch),
         alg=_RNG_ALG,
     )
+
+
+def draws_per_example(info: DatasetInfo) -> int:
+    """Columns of ``epoch_draws`` that the train augmentation of dataset ``info`` reads."""
+    if isinstance(info.augment, PadCropFlip):
+        return augment.PAD_CROP_FLIP_DRAWS
+    if isinstance(info.augment, RotateFlip):
+        return rotation.ROTATE_FLIP_DRAWS
+    return augment.RESIZED_CROP_FLIP_DRAWS
 
 
 def _check_sharding(global_batch_size, process_index, process_count, num_devices=None) -> int:
@@ -161,10 +170,10 @@ def train_stream(
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     config = resolve(data_config)
     info = get_info(config.name)
-    if strong_view and not info.fixed_resolution:
+    if strong_view and not isinstance(info.augment, PadCropFlip):
         raise ValueError(
-            f"a strong view (method mlkd) needs a fixed-resolution dataset "
-            f"(digits, cifar100, tiny_imagenet), not {info.name}"
+            f"a strong view (method mlkd) needs a fixed-resolution pad-crop-flip dataset "
+            f"(cifar100), not {info.name}"
         )
     split = load_split(config, config.train_split)
     num_examples = len(split.labels)
@@ -172,11 +181,7 @@ def train_stream(
     start_epoch, start_offset = divmod(start_step, steps)
     first_position = process_index * local_batch
     seed = int(seed)
-    num_draws = (
-        augment.PAD_CROP_FLIP_DRAWS
-        if isinstance(info.augment, PadCropFlip)
-        else augment.RESIZED_CROP_FLIP_DRAWS
-    )
+    num_draws = draws_per_example(info)
 
     def epoch_elements(epoch):
         order = epoch_order(seed, epoch, num_examples)[: steps * global_batch_size]
@@ -194,8 +199,13 @@ def train_stream(
 
     elements = tf.data.Dataset.counter(start_epoch, dtype=tf.int64).flat_map(epoch_elements)
     if info.fixed_resolution:
+        augment_batch = (
+            _rotate_flip_batch_fn(split, info, out_dtype)
+            if isinstance(info.augment, RotateFlip)
+            else _pad_crop_flip_batch_fn(split, info, out_dtype)
+        )
         batches = elements.batch(local_batch, drop_remainder=True).map(
-            _pad_crop_flip_batch_fn(split, info, out_dtype),
+            augment_batch,
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -225,6 +235,23 @@ def _pad_crop_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
             out["strong_image"] = augment.pad_crop_flip(source, *strong, spec.pad)
             out["strong_draws"] = elements["strong_draws"]
         return out
+
+    return augment_batch
+
+
+def _rotate_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
+    images, labels = tf.constant(split.images), tf.constant(split.labels)
+    spec, (height, width, _) = info.augment, info.image_shape
+
+    def augment_batch(elements):
+        affine, flips = augment.sample_rotate_flip(
+            elements["draws"], spec.degrees, spec.flip, height, width
+        )
+        batch = augment.rotate_flip(tf.gather(images, elements["index"]), affine, flips)
+        return {
+            "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
+            "label": tf.gather(labels, elements["index"]),
+        }
 
     return augment_batch
 

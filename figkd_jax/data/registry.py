@@ -25,6 +25,20 @@ class PadCropFlip:
 
 
 @dataclasses.dataclass(frozen=True)
+class RotateFlip:
+    """Train augmentation of mdistiller's TinyImageNet: rotation, then flip; no crop.
+
+    torchvision's ``RandomRotation(degrees)`` with its defaults on PIL images (angle uniform in
+    ``[-degrees, degrees]``, counter-clockwise about the image centre, nearest neighbour, fill 0,
+    no expansion: ``figkd_jax.data.rotation`` gives PIL's exact arithmetic), then a left-right
+    mirror with probability 1/2 when ``flip``. Evaluation images are only normalised.
+    """
+
+    degrees: float
+    flip: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class ResizedCropFlip:
     """Train/eval transforms of the fine-grained datasets (variable-size source images).
 
@@ -65,7 +79,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     train_split: str
     eval_split: str
-    augment: PadCropFlip | ResizedCropFlip
+    augment: PadCropFlip | RotateFlip | ResizedCropFlip
     fixed_resolution: bool
 
 
@@ -138,11 +152,12 @@ _INFOS = {
             image_shape=(64, 64, 3),
             num_train=100_000,
             num_eval=10_000,
-            mean=_IMAGENET_MEAN,
-            std=_IMAGENET_STD,
+            # mdistiller's dataset/tiny_imagenet.py (its own statistics, not ImageNet's).
+            mean=(0.4802, 0.4481, 0.3975),
+            std=(0.2302, 0.2265, 0.2262),
             train_split="train",
             eval_split="validation",
-            augment=PadCropFlip(pad=8, flip=True),
+            augment=RotateFlip(degrees=20.0, flip=True),
             fixed_resolution=True,
         ),
         _fine_grained("caltech_birds2011", 200, 5_994, 5_794),

@@ -8,7 +8,8 @@ TinyImageNet), from mdistiller / RepDistiller ``models/cifar``:
 (resnet.py), ``resnet18 resnet50`` (resnetv2.py: "ResNet18", "ResNet50"),
 ``wrn_16_1 wrn_16_2 wrn_40_1 wrn_40_2``, ``vgg8 vgg11 vgg13 vgg16 vgg19`` (all with BatchNorm,
 the references' ``vgg*_bn``), ``mobilenetv2`` (``mobile_half``: T=6, width 0.5),
-``shufflenetv1`` (``ShuffleV1``), ``shufflenetv2`` (``ShuffleV2``).
+``shufflenetv1`` (``ShuffleV1``), ``shufflenetv2`` (``ShuffleV2``), and the TinyImageNet
+student ``mobilenetv2_tin`` (``mv2_tinyimagenet.MobileNetV2``: full width, ReLU6, biased convs).
 
 ImageNet-style models (7x7 stride-2 stem + max-pool, for 224x224), as torchvision:
 ``resnet18_imagenet resnet34_imagenet resnet50_imagenet``.
@@ -62,6 +63,7 @@ from flax import linen as nn
 
 from figkd_jax.models.layers import BatchNorm
 from figkd_jax.models.mobilenetv2 import MobileNetV2
+from figkd_jax.models.mobilenetv2_tin import MobileNetV2TinyImageNet
 from figkd_jax.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
 from figkd_jax.models.shufflenet import ShuffleNetV1, ShuffleNetV2
 from figkd_jax.models.vgg import VGG, VGG_CONFIGS
@@ -72,6 +74,7 @@ __all__ = [
     "BatchNorm",
     "CifarResNet",
     "MobileNetV2",
+    "MobileNetV2TinyImageNet",
     "ResNet",
     "ShuffleNetV1",
     "ShuffleNetV2",
@@ -121,6 +124,7 @@ def _registry() -> dict[str, tuple[_Builder, InputStyle]]:
     for depth, config in VGG_CONFIGS.items():
         registry[f"vgg{depth}"] = (partial(VGG, config=config), "cifar")
     registry["mobilenetv2"] = (partial(MobileNetV2, width_mult=0.5, expansion=6), "cifar")
+    registry["mobilenetv2_tin"] = (MobileNetV2TinyImageNet, "cifar")
     registry["shufflenetv1"] = (ShuffleNetV1, "cifar")
     registry["shufflenetv2"] = (ShuffleNetV2, "cifar")
     return dict(sorted(registry.items()))

@@ -50,6 +50,8 @@ def conv2d(
     groups: int = 1,
     use_bias: bool = False,
     kernel_init: Initializer,
+    bias_init: Initializer = jax.nn.initializers.zeros,
+    padding: int | None = None,
     dtype: Dtype,
     name: str,
 ) -> nn.Conv:
@@ -57,11 +59,14 @@ def conv2d(
 
     Explicit symmetric padding matters: Flax's "SAME" pads stride-2 layers asymmetrically and
     would sample different pixels than the reference. Parameters are float32; ``dtype`` is the
-    compute dtype. A bias, where present (VGG), starts at zero as in its reference.
+    compute dtype. A bias, where present, starts at ``bias_init`` (zero, as VGG's reference;
+    ``torch_default_bias`` for references that keep PyTorch's default). ``padding`` overrides
+    ``kernel_size // 2`` for references that pad otherwise.
 
-    Maps (N, H, W, C_in) -> (N, ceil(H / stride), ceil(W / stride), features) for odd kernels.
+    Maps (N, H, W, C_in) -> (N, ceil(H / stride), ceil(W / stride), features) for odd kernels
+    at the default padding.
     """
-    pad = kernel_size // 2
+    pad = kernel_size // 2 if padding is None else padding
     return nn.Conv(
         features,
         (kernel_size, kernel_size),
@@ -70,7 +75,7 @@ def conv2d(
         feature_group_count=groups,
         use_bias=use_bias,
         kernel_init=kernel_init,
-        bias_init=jax.nn.initializers.zeros,
+        bias_init=bias_init,
         dtype=dtype,
         param_dtype=jnp.float32,
         name=name,
@@ -102,6 +107,12 @@ class Linear(nn.Module):
         bias = self.param("bias", bias_init, (self.features,), jnp.float32)
         x = x.astype(self.dtype)
         return x @ kernel.astype(self.dtype) + bias.astype(self.dtype)
+
+
+def torch_default_bias(fan_in: int) -> Initializer:
+    """PyTorch's default bias of ``Conv2d`` / ``Linear``: U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    ``fan_in`` = input channels / groups * kernel area (Flax's initialisers cannot see it)."""
+    return _uniform_symmetric(1.0 / math.sqrt(fan_in))
 
 
 def _uniform_symmetric(bound: float) -> Initializer:
