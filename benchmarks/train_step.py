@@ -44,7 +44,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import device_input, methods, models, protocol, run_setup, steps
+from figkd_jax import device_input, methods, models, protocol, randaugment, run_setup, steps
 from figkd_jax.data.registry import get_info
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
@@ -191,6 +191,9 @@ def synthetic_input(run: run_setup.Run) -> tuple[dict, dict]:
         # 3 draws per example: as many as pad-crop-flip reads, more than rotate-flip's 2.
         rng.random((num_steps, batch, 3), dtype=np.float32),
     )
+    if methods.get(run.config.method.name).needs_strong_view:
+        strong = rng.random((num_steps, batch, randaugment.STRONG_VIEW_DRAWS), dtype=np.float32)
+        host_plan["strong_draws"] = strong
     put = lambda tree: jax.device_put(tree, run.replicated)
     return put(host_arrays), put(host_plan)
 

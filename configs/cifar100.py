@@ -9,8 +9,10 @@ Train a teacher, then distil it:
       --config.teacher.workdir=runs/cifar100/resnet32x4 \
       --workdir=runs/cifar100/resnet32x4-resnet8x4-figkd
 
-Methods: ce, kd, dkd, figkd (add --config.method.standardize=True for logit
-standardization). Pairs: configs/benchmarks.py.
+Methods: ce, kd, dkd, figkd, dist, mlkd (add --config.method.standardize=True for
+logit standardization). mlkd takes its authors' learning rate and epochs per pair
+(benchmarks.MLKD_CIFAR_SOLVER) and trains on a weak and a strong view of each batch.
+Pairs: configs/benchmarks.py.
 """
 
 from configs import benchmarks

@@ -49,9 +49,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher.which = "last"
 
     config.method = ml_collections.ConfigDict()
-    # One of figkd_jax.methods.names(): "ce", "kd", "dkd", "figkd".
+    # One of figkd_jax.methods.names(): "ce", "kd", "dkd", "figkd", "dist", "mlkd".
     config.method.name = "ce"
-    # Distillation temperature T shared by kd, dkd and figkd (without standardize).
+    # Distillation temperature T shared by kd, dkd, figkd and dist (without standardize;
+    # mlkd has its own list).
     config.method.temperature = 4.0
     # Logit standardization, "+LS" (Sun et al., CVPR 2024; docs/protocol.md): the student
     # and teacher logits of the distillation term are z-scored, (z - mean) / (1e-7 + std)
@@ -78,6 +79,23 @@ def get_config() -> ml_collections.ConfigDict:
             warmup_epochs=20,
             ls_temperature=2.0,
             ls_weight_scale=9.0,
+        )
+    )
+    # DIST (Huang et al., NeurIPS 2022): beta * inter-class + gamma * intra-class
+    # relation. CIFAR-100 setting of the authors' dist_cifar.yaml: T = 4 (the shared
+    # temperature), DIST weight 2 on beta = gamma = 1, CE weight 1.
+    config.method.dist = ml_collections.ConfigDict(dict(ce_weight=1.0, beta=2.0, gamma=2.0))
+    # MLKD (Jin et al., CVPR 2023), as the authors' code (mdistiller KD defaults):
+    # ce_weight x (CE(weak) + CE(strong)) + kd_weight x (instance + class + batch
+    # levels) over `temperatures`; the first `strong_temperatures` of them use the
+    # strong view in the second instance-level sum (see losses.mlkd_terms). Needs
+    # the strong view (RandAugment) of each batch.
+    config.method.mlkd = ml_collections.ConfigDict(
+        dict(
+            ce_weight=0.1,
+            kd_weight=0.9,
+            temperatures=(4.0, 3.0, 5.0, 2.0, 6.0),
+            strong_temperatures=3,
         )
     )
     config.method.figkd = ml_collections.ConfigDict(

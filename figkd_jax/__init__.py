@@ -9,10 +9,17 @@ from figkd_jax import extras
 from figkd_jax.losses import (
     BANDS,
     DOMAINS,
+    MLKD_TEMPERATURES,
+    dist_loss,
+    dist_terms,
     dkd_loss,
     dkd_terms,
     figkd_loss,
     kd_loss,
+    mlkd_batch_loss,
+    mlkd_class_loss,
+    mlkd_confidence_fractions,
+    mlkd_terms,
     standardize_logits,
 )
 from figkd_jax.wavelets import (
@@ -33,8 +40,11 @@ __version__ = "0.1.0"
 __all__ = [
     "BANDS",
     "DOMAINS",
+    "MLKD_TEMPERATURES",
     "MODES",
     "__version__",
+    "dist_loss",
+    "dist_terms",
     "dkd_loss",
     "dkd_terms",
     "figkd_loss",
@@ -46,5 +56,9 @@ __all__ = [
     "haar_wavedec",
     "haar_waverec",
     "kd_loss",
+    "mlkd_batch_loss",
+    "mlkd_class_loss",
+    "mlkd_confidence_fractions",
+    "mlkd_terms",
     "standardize_logits",
 ]

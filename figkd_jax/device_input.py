@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Sharding
 
+from figkd_jax import randaugment
 from figkd_jax.data import rotation
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.models import compute_dtype
@@ -136,6 +137,7 @@ def epoch_plan(
     num_examples: int,
     global_batch_size: int,
     info: DatasetInfo | None = None,
+    strong_view: bool = False,
 ) -> dict[str, np.ndarray]:
     """The TF pipeline's order and draws of epoch ``epoch``, cut into global batches.
 
@@ -144,6 +146,8 @@ def epoch_plan(
     epoch and their augmentation draws (``pipeline.epoch_order`` and ``pipeline.epoch_draws``;
     the remainder of the order is dropped, as in ``pipeline.train_stream``). K is
     ``pipeline.draws_per_example(info)``; ``info`` None stands for a pad-crop-flip dataset (K=3).
+    With ``strong_view`` the plan also holds "strong_draws", float32 [S, B,
+    randaugment.STRONG_VIEW_DRAWS] (``pipeline.strong_view_draws``, MLKD's strong view).
     """
     import tensorflow as tf
 
@@ -158,7 +162,13 @@ def epoch_plan(
     draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, num_draws)
     index = order.numpy().astype(np.int32).reshape(steps, global_batch_size)
     draws = tf.gather(draws, order).numpy().reshape(steps, global_batch_size, -1)
-    return plan_from_draws(info, index, draws)
+    plan = plan_from_draws(info, index, draws)
+    if strong_view:
+        strong = pipeline.strong_view_draws(seed, epoch_tensor, num_examples)
+        plan["strong_draws"] = (
+            tf.gather(strong, order).numpy().reshape(steps, global_batch_size, -1)
+        )
+    return plan
 
 
 def plan_from_draws(
@@ -204,7 +214,9 @@ def batch_at(
 
     Returns:
       {"image": dtype [B, H, W, C] normalised, "label": int32 [B]}, equal to step ``step``
-      of ``pipeline.train_stream`` with the same seed and global batch size.
+      of ``pipeline.train_stream`` with the same seed and global batch size; with a plan
+      that has "strong_draws", also that stream's "strong_image" and "strong_draws" of
+      ``strong_view=True``.
     """
     spec = _on_device_spec(info)
     steps_per_epoch = plan["index"].shape[0]
@@ -217,16 +229,37 @@ def batch_at(
         else (lambda x: x)
     )
     index, draws = constrain(index), constrain(draws)
+    source = arrays["image"][index]
     if isinstance(spec, RotateFlip):
         affine = constrain(jax.lax.dynamic_index_in_dim(plan["affine"], position, keepdims=False))
-        images = rotate_flip(arrays["image"][index], affine, sample_flips(draws, spec.flip))
+        images = rotate_flip(source, affine, sample_flips(draws, spec.flip))
     else:
         rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
-        images = pad_crop_flip(arrays["image"][index], rows, cols, flips, spec.pad)
-    return {
+        images = pad_crop_flip(source, rows, cols, flips, spec.pad)
+    batch = {
         "image": constrain(normalize(images, info.mean, info.std, dtype)),
         "label": constrain(arrays["label"][index]),
     }
+    if "strong_draws" in plan:
+        if not isinstance(spec, PadCropFlip):
+            raise ValueError(f"a strong view (MLKD) needs a pad-crop-flip dataset, not {info.name}")
+        strong_draws = constrain(
+            jax.lax.dynamic_index_in_dim(plan["strong_draws"], position, keepdims=False)
+        )
+        strong = sample_pad_crop_flip(strong_draws, spec.pad, spec.flip)
+        batch["strong_image"] = constrain(pad_crop_flip(source, *strong, spec.pad))
+        batch["strong_draws"] = strong_draws
+    return batch
+
+
+def finish_strong_view(
+    strong_image: jax.Array, strong_draws: jax.Array, *, info: DatasetInfo, dtype: str = "float32"
+) -> jax.Array:
+    """MLKD's strong view from a batch's "strong_image" (uint8 [B, H, W, C], already padded,
+    cropped and flipped) and "strong_draws": RandAugment + Cutout (``figkd_jax.randaugment``)
+    then normalisation, in ``dtype``. Runs on the accelerator for both input paths."""
+    params = randaugment.sample_rand_augment(strong_draws)
+    return normalize(randaugment.rand_augment(strong_image, params), info.mean, info.std, dtype)
 
 
 def _put(array: np.ndarray, sharding: Sharding) -> jax.Array:
@@ -244,6 +277,7 @@ class DeviceDataset:
       seed: seed of the order and augmentation (the run's ``config.seed``).
       global_batch_size: examples per step over all devices and processes.
       sharding: where ``arrays`` and the plans live (fully replicated).
+      strong_view: whether plans carry the draws of MLKD's strong view.
     """
 
     arrays: dict[str, jax.Array]
@@ -251,10 +285,17 @@ class DeviceDataset:
     seed: int
     global_batch_size: int
     sharding: Sharding
+    strong_view: bool = False
 
     @classmethod
     def create(
-        cls, data_config, *, seed: int, global_batch_size: int, sharding: Sharding
+        cls,
+        data_config,
+        *,
+        seed: int,
+        global_batch_size: int,
+        sharding: Sharding,
+        strong_view: bool = False,
     ) -> DeviceDataset:
         """Loads the configured train split (``data.load_arrays``) and uploads it."""
         from figkd_jax.data import sources
@@ -270,6 +311,7 @@ class DeviceDataset:
             seed=seed,
             global_batch_size=global_batch_size,
             sharding=sharding,
+            strong_view=strong_view,
         )
 
     @classmethod
@@ -282,6 +324,7 @@ class DeviceDataset:
         seed: int,
         global_batch_size: int,
         sharding: Sharding,
+        strong_view: bool = False,
     ) -> DeviceDataset:
         """A split given as host arrays: images uint8 [N, *info.image_shape], labels int32 [N]."""
         _on_device_spec(info)
@@ -302,7 +345,7 @@ class DeviceDataset:
             "image": _put(np.ascontiguousarray(images), sharding),
             "label": _put(np.asarray(labels, np.int32), sharding),
         }
-        return cls(arrays, info, int(seed), global_batch_size, sharding)
+        return cls(arrays, info, int(seed), global_batch_size, sharding, strong_view)
 
     @property
     def num_examples(self) -> int:
@@ -314,7 +357,14 @@ class DeviceDataset:
 
     def plan(self, epoch: int) -> dict[str, jax.Array]:
         """``epoch_plan`` of epoch ``epoch`` (counted from 0), uploaded with ``self.sharding``."""
-        host = epoch_plan(self.seed, epoch, self.num_examples, self.global_batch_size, self.info)
+        host = epoch_plan(
+            self.seed,
+            epoch,
+            self.num_examples,
+            self.global_batch_size,
+            self.info,
+            self.strong_view,
+        )
         return {k: _put(v, self.sharding) for k, v in host.items()}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import data, device_input
+from figkd_jax import data, device_input, methods
 from figkd_jax.run_setup import Run
 from figkd_jax.steps import DATA_AXIS, device_steps, eval_step
 
@@ -43,6 +43,7 @@ class HostInput:
             process_count=jax.process_count(),
             num_devices=jax.device_count(),
             dtype=config.dtype,
+            strong_view=methods.get(config.method.name).needs_strong_view,
         )
         self._step = jax.jit(
             one_step,
@@ -75,6 +76,7 @@ class DeviceInput:
             seed=config.seed,
             global_batch_size=config.batch_size,
             sharding=run.replicated,
+            strong_view=methods.get(config.method.name).needs_strong_view,
         )
         assert self._dataset.steps_per_epoch == run.steps_per_epoch
         self._teacher_vars = teacher_vars

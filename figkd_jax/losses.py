@@ -1,16 +1,27 @@
-"""Logit distillation losses: KD, DKD, FiGKD and logit standardization.
+"""Logit distillation losses: KD, DKD, FiGKD, DIST, MLKD and logit standardization.
 
 Every loss is a pure function of logits of shape ``(*batch_shape, C)`` and returns per-example
 losses of shape ``batch_shape``; the caller reduces them (for example with ``jnp.mean``).
+Where a loss takes ``axis`` (like ``optax.losses``), the class axis may be any axis of the
+logits and ``batch_shape`` is the logits' shape without it.
+
+Terms of DIST and MLKD couple the examples of a batch (a correlation or a Gram matrix over
+the batch). They are returned per example too: each unmasked example carries the batch
+term, so that the mean over the unmasked examples is the published batch loss. Computed on
+a global batch that is sharded over devices (``jit`` with a sharded input), the value does not
+depend on the device count: the batch statistics are those of the global batch.
 
 Shared conventions:
 
 * Math runs in at least float32: bfloat16 and float16 inputs are upcast, float64 stays float64.
 * ``temperature`` ``T`` divides the logits of both softmaxes and the divergence is scaled by
   ``T**2`` so that gradient magnitudes do not depend on ``T`` (Hinton et al., 2015).
-* ``where`` is an optional boolean array broadcastable to ``batch_shape``. Examples where it is
-  False give exactly 0 and exactly zero gradient, even if their logits are inf or NaN: their
-  logits are replaced by zeros before any arithmetic, not only after.
+* ``where`` is an optional boolean array broadcastable to ``batch_shape``: one flag per
+  example, not per logit (a mask of the logits' shape is an error, since a loss here cannot
+  leave out single classes; optax's ``where`` masks entries). Examples where it is False give
+  exactly 0 and exactly zero gradient, even if their logits are inf or NaN: their logits are
+  replaced by zeros before any arithmetic, not only after. They also take no part in the
+  batch terms of DIST and MLKD.
 * Invalid arguments raise ``ValueError`` / ``TypeError`` when the function is called or traced,
   from shapes, dtypes and Python values. The values of traced arguments (a ``temperature``,
   ``labels`` or the entries of a ``class_permutation`` under ``jit``) cannot be checked there.
@@ -32,10 +43,17 @@ from figkd_jax.wavelets import MODES, _check_level, haar_highpass, haar_lowpass,
 __all__ = [
     "BANDS",
     "DOMAINS",
+    "MLKD_TEMPERATURES",
+    "dist_loss",
+    "dist_terms",
     "dkd_loss",
     "dkd_terms",
     "figkd_loss",
     "kd_loss",
+    "mlkd_batch_loss",
+    "mlkd_class_loss",
+    "mlkd_confidence_fractions",
+    "mlkd_terms",
     "standardize_logits",
 ]
 
@@ -49,18 +67,20 @@ def kd_loss(
     *,
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> Array:
     """Knowledge distillation loss of Hinton et al. (2015), per example.
 
-    ``T**2 * KL(softmax(t / T) || softmax(s / T))`` over the last axis, with ``s`` the student
+    ``T**2 * KL(softmax(t / T) || softmax(s / T))`` over the class axis, with ``s`` the student
     and ``t`` the teacher logits. Classes where the teacher probability is exactly 0 (for example
     a teacher logit of ``-inf``) contribute 0.
 
     Args:
-      student_logits: floating array ``(*batch_shape, C)``.
+      student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape (stop its gradient yourself if needed).
       temperature: ``T > 0``.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 loss and 0 grad.
+      axis: the class axis.
 
     Returns:
       Array ``batch_shape`` of non-negative losses.
@@ -71,7 +91,7 @@ def kd_loss(
     [0.0, 1.0926]
     """
     _check_temperature(temperature)
-    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     return _masked(_tempered_kl(student, teacher, temperature), mask)
 
 
@@ -186,6 +206,7 @@ def figkd_loss(
     mode: str = "symmetric",
     class_permutation: ArrayLike | None = None,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> Array:
     """FiGKD loss per example: KD between Haar frequency bands of the logits over classes.
 
@@ -202,7 +223,7 @@ def figkd_loss(
     added to all logits of an example, like softmax.
 
     Args:
-      student_logits: floating array ``(*batch_shape, C)``.
+      student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape.
       temperature: ``T > 0``.
       level: ``1 <= level <= haar_max_level(C)`` (checked for every band).
@@ -213,6 +234,7 @@ def figkd_loss(
         or traced: both logit vectors become ``logits[..., class_permutation]`` before the
         transform, which decides which classes the Haar steps pair up.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad.
+      axis: the class axis (the axis the Haar transform runs along).
 
     Returns:
       Array ``batch_shape`` of non-negative losses.
@@ -231,7 +253,7 @@ def figkd_loss(
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     num_classes = student.shape[-1]
     _check_level(level, num_classes)
     if class_permutation is not None:
@@ -242,6 +264,313 @@ def figkd_loss(
         student = _band(student, band, domain, level, mode)
         teacher = _band(teacher, band, domain, level, mode)
     return _masked(_tempered_kl(student, teacher, temperature), mask)
+
+
+def dist_terms(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float | ArrayLike = 1.0,
+    where: ArrayLike | None = None,
+    axis: int = -1,
+) -> tuple[Array, Array]:
+    """The two relation terms of DIST (Huang et al., NeurIPS 2022), per example, unweighted.
+
+    With ``P = softmax(z / T)`` over the classes and ``rho(a, b)`` the Pearson correlation
+    written as in the authors' code, ``(a - mean a) . (b - mean b) / (|a - mean a| |b - mean b|
+    + 1e-8)``:
+
+    * ``inter = T**2 * (1 - rho(P_s[i, :], P_t[i, :]))`` for each example ``i`` (correlation
+      over the classes: a per-example term);
+    * ``intra = T**2 * (1 - mean_c rho(P_s[:, c], P_t[:, c]))``, the correlation of each class
+      over the batch, averaged over the classes: one value per batch, which every unmasked
+      example carries.
+
+    The batch of the intra-class term is every unmasked position of ``batch_shape`` (all of it
+    flattened, like the authors' dense-prediction variant); masked examples are left out of its
+    means and norms, so the term is that of the unmasked sub-batch. The mean of ``inter`` or
+    ``intra`` over the unmasked examples is the authors' batch value (their ``tau`` scaling
+    included). The authors' classification code (``image_classification_sota``) applies
+    ``T**2`` to both terms; ``T = 1`` is the published ImageNet setting.
+
+    Args:
+      student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
+      teacher_logits: floating array of the same shape.
+      temperature: ``T > 0``.
+      where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad and
+        leaves the example out of the intra-class correlation.
+      axis: the class axis.
+
+    Returns:
+      ``(inter, intra)``, two arrays ``batch_shape``; ``intra`` is constant over the unmasked
+      examples.
+
+    >>> z = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    >>> inter, intra = dist_terms(z, z)
+    >>> # Zero up to the 1e-8 in the correlation and rounding (either sign).
+    >>> bool(jnp.allclose(inter, 0.0, atol=1e-4) & jnp.allclose(intra, 0.0, atol=1e-4))
+    True
+    """
+    _check_temperature(temperature)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
+    if student.shape[-1] < 2:
+        raise ValueError(f"DIST needs at least 2 classes, got logits of shape {student.shape}")
+    p_s = jax.nn.softmax(student / temperature, axis=-1)
+    p_t = jax.nn.softmax(teacher / temperature, axis=-1)
+    inter = temperature**2 * (1.0 - _pearson(p_s, p_t, axis=-1))
+
+    batch_shape = p_s.shape[:-1]
+    num_classes = p_s.shape[-1]
+    flat_s, flat_t = p_s.reshape(-1, num_classes), p_t.reshape(-1, num_classes)
+    valid = None if mask is None else mask.reshape(-1, 1)
+    intra_per_class = _pearson(flat_s, flat_t, axis=0, where=valid)
+    intra = temperature**2 * (1.0 - jnp.mean(intra_per_class))
+    return _masked(inter, mask), _masked(jnp.broadcast_to(intra, batch_shape), mask)
+
+
+def dist_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float | ArrayLike = 1.0,
+    beta: float | ArrayLike = 1.0,
+    gamma: float | ArrayLike = 1.0,
+    where: ArrayLike | None = None,
+    axis: int = -1,
+) -> Array:
+    """DIST (Huang et al., NeurIPS 2022) per example: ``beta * inter + gamma * intra``.
+
+    The terms are those of :func:`dist_terms`; the defaults are the paper's (``beta = gamma =
+    1``, ``T = 1``). The intra-class term couples the examples of the batch: the mean of this
+    loss over the unmasked examples is the published batch loss.
+
+    Args:
+      student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
+      teacher_logits: floating array of the same shape.
+      temperature: ``T > 0``.
+      beta: weight of the inter-class (per-example) term.
+      gamma: weight of the intra-class (batch) term.
+      where: optional bool mask broadcastable to ``batch_shape``; see :func:`dist_terms`.
+      axis: the class axis.
+
+    Returns:
+      Array ``batch_shape``.
+
+    >>> s = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    >>> t = jnp.array([[0.0, 1.0, 2.0], [0.0, 3.0, 1.0]])
+    >>> loss = dist_loss(s, t)
+    >>> loss.shape, bool(loss[0] > loss[1] > 0.0)
+    ((2,), True)
+    """
+    inter, intra = dist_terms(
+        student_logits, teacher_logits, temperature=temperature, where=where, axis=axis
+    )
+    return beta * inter + gamma * intra
+
+
+MLKD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
+"""The temperatures of MLKD's prediction augmentation, in the order of the authors' code."""
+
+
+def mlkd_confidence_fractions(
+    teacher_logits: ArrayLike, *, where: ArrayLike | None = None
+) -> tuple[Array, Array]:
+    """The weights that MLKD's confidence masks amount to in the authors' code.
+
+    The code (``KD_ours.py`` of Jin-Ying/Multi-Level-Logit-Distillation, ``MLKD.py`` of the
+    logit-standardization repo) takes the teacher's softmax ``P`` of the weak view, marks the
+    examples whose confidence ``max_c P`` is at most its batch median (``np.percentile(., 50)``)
+    and the classes whose summed probability ``sum_i P[i, c]`` is at most its median, and
+    multiplies these masks with losses *already averaged over the batch*; the mean of the
+    product is the loss times the fraction of marked entries. The paper describes a mask that
+    selects examples; the code's masks weight every example alike, by about 1/2. This function
+    returns the two fractions, as the code computes them (medians with linear interpolation
+    over the unmasked examples).
+
+    Args:
+      teacher_logits: floating array ``(B, C)``.
+      where: optional bool mask ``(B,)``; masked examples take no part.
+
+    Returns:
+      ``(example_fraction, class_fraction)``, float32 scalars in ``[0, 1]`` (the first is 0
+      when no example is unmasked).
+
+    >>> t = jnp.array([[4.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    >>> [float(f) for f in mlkd_confidence_fractions(t)]
+    [0.5, 0.5]
+    """
+    teacher, _, mask = _prepare_logits(teacher_logits, teacher_logits, where)
+    if teacher.ndim != 2:
+        raise ValueError(f"teacher_logits must have shape (B, C), got {teacher.shape}")
+    probs = jax.nn.softmax(teacher, axis=-1)
+    confidence = jnp.max(probs, axis=-1)
+    valid = jnp.ones(confidence.shape, bool) if mask is None else mask
+    threshold = jnp.nanquantile(jnp.where(valid, confidence, jnp.nan), 0.5)
+    below = valid & (confidence <= threshold)
+    example_fraction = jnp.sum(below) / jnp.maximum(jnp.sum(valid), 1)
+    class_confidence = jnp.sum(jnp.where(valid[:, None], probs, 0.0), axis=0)
+    class_fraction = jnp.mean(class_confidence <= jnp.quantile(class_confidence, 0.5))
+    return example_fraction.astype(jnp.float32), class_fraction.astype(jnp.float32)
+
+
+def mlkd_batch_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float | ArrayLike = 4.0,
+    where: ArrayLike | None = None,
+) -> Array:
+    """MLKD's batch-level alignment (the code's ``bc_loss``), carried by every example.
+
+    With ``P = softmax(z / T)`` of shape ``(B, C)`` over the ``n`` unmasked examples, the
+    example-by-example Gram matrices ``G = P P^T`` are compared:
+    ``sum((G_t - G_s)**2) / n``. No ``T**2`` factor, as in the code.
+
+    Args:
+      student_logits: floating array ``(B, C)``.
+      teacher_logits: floating array of the same shape.
+      temperature: ``T > 0``.
+      where: optional bool mask ``(B,)``; masked examples give 0, take no part in ``G``, and
+        do not count in ``n``.
+
+    Returns:
+      Array ``(B,)``: the batch value at every unmasked example.
+
+    >>> z = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    >>> mlkd_batch_loss(z, z).tolist()
+    [0.0, 0.0]
+    """
+    p_s, p_t, mask, count = _batch_probs(student_logits, teacher_logits, temperature, where)
+    gram_s, gram_t = p_s @ p_s.T, p_t @ p_t.T
+    value = jnp.sum((gram_t - gram_s) ** 2) / count
+    return _masked(jnp.broadcast_to(value, p_s.shape[:1]), mask)
+
+
+def mlkd_class_loss(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    *,
+    temperature: float | ArrayLike = 4.0,
+    where: ArrayLike | None = None,
+) -> Array:
+    """MLKD's class-level alignment (the code's ``cc_loss``), carried by every example.
+
+    With ``P = softmax(z / T)`` of shape ``(B, C)``, the class-by-class Gram matrices
+    ``G = P^T P`` (a sum over the unmasked examples) are compared:
+    ``sum((G_t - G_s)**2) / C``. No ``T**2`` factor, as in the code.
+
+    Args:
+      student_logits: floating array ``(B, C)``.
+      teacher_logits: floating array of the same shape.
+      temperature: ``T > 0``.
+      where: optional bool mask ``(B,)``; masked examples give 0 and take no part in ``G``.
+
+    Returns:
+      Array ``(B,)``: the batch value at every unmasked example.
+
+    >>> z = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    >>> mlkd_class_loss(z, z).tolist()
+    [0.0, 0.0]
+    """
+    p_s, p_t, mask, _ = _batch_probs(student_logits, teacher_logits, temperature, where)
+    gram_s, gram_t = p_s.T @ p_s, p_t.T @ p_t
+    value = jnp.sum((gram_t - gram_s) ** 2) / p_s.shape[-1]
+    return _masked(jnp.broadcast_to(value, p_s.shape[:1]), mask)
+
+
+def mlkd_terms(
+    student_weak: ArrayLike,
+    teacher_weak: ArrayLike,
+    student_strong: ArrayLike,
+    teacher_strong: ArrayLike,
+    *,
+    temperatures: tuple[float, ...] = MLKD_TEMPERATURES,
+    strong_temperatures: int = 3,
+    standardize: bool = False,
+    where: ArrayLike | None = None,
+) -> dict[str, Array]:
+    """The distillation terms of MLKD (Jin et al., CVPR 2023) as the authors' code has them.
+
+    Inputs are the logits of a weakly and a strongly augmented view of the same examples.
+    With ``f_e`` and ``f_c`` the fractions of :func:`mlkd_confidence_fractions` and the sums
+    over ``T`` in ``temperatures``, the terms are, per example (unweighted):
+
+    * ``"instance"``: ``sum_T f_e * kd_T(weak) + sum_{T in first k} kd_T(strong)
+      + sum_{T in the rest} kd_T(weak)``, with ``kd_T`` :func:`kd_loss` and ``k =
+      strong_temperatures``. The code's "strong" sum takes its last two temperatures (2 and
+      6) from the *weak* view; this follows the code.
+    * ``"class"``: ``f_c * sum_T`` :func:`mlkd_class_loss` of the weak view;
+    * ``"batch"``: ``f_e * sum_T`` :func:`mlkd_batch_loss` of the weak view.
+
+    The code also computes class- and batch-level terms of the strong view but leaves them out
+    of the loss; so does this function. The paper's text describes the confidence masks as
+    selecting examples; the code weights (see :func:`mlkd_confidence_fractions`), followed
+    here. The cross-entropy of both views is the caller's (the code: ``ce_weight *
+    (CE(weak) + CE(strong))``), as is the common ``kd_weight`` of all terms.
+
+    Args:
+      student_weak: floating array ``(B, C)``, the student's logits of the weak view.
+      teacher_weak: the teacher's logits of the weak view, same shape.
+      student_strong: the student's logits of the strong view, same shape.
+      teacher_strong: the teacher's logits of the strong view, same shape.
+      temperatures: the temperatures, each ``> 0``; the code's are ``MLKD_TEMPERATURES``.
+      strong_temperatures: how many of the first temperatures use the strong view in the
+        second instance-level sum, ``0 <= k <= len(temperatures)`` (the code: 3).
+      standardize: z-score the logits of the instance-level terms as the
+        logit-standardization authors' code does for MLKD (:func:`standardize_logits` with
+        ``eps=1e-7, ddof=1``: their ``torch.std``); the class and batch terms and the
+        confidence fractions keep the raw logits, as in their code.
+      where: optional bool mask ``(B,)``; masked examples give 0 and take no part.
+
+    Returns:
+      ``{"instance": (B,), "class": (B,), "batch": (B,)}``; the mean of each over the unmasked
+      examples is the code's loss value of that level (before ``kd_weight``).
+    """
+    if not isinstance(temperatures, (tuple, list)) or not temperatures:
+        raise ValueError(f"temperatures must be a non-empty tuple, got {temperatures!r}")
+    for temperature in temperatures:
+        _check_temperature(temperature)
+    if (
+        isinstance(strong_temperatures, bool)
+        or not isinstance(strong_temperatures, int)
+        or not 0 <= strong_temperatures <= len(temperatures)
+    ):
+        raise ValueError(
+            f"strong_temperatures must be an int in [0, {len(temperatures)}], "
+            f"got {strong_temperatures!r}"
+        )
+    s_weak, t_weak, mask = _prepare_logits(student_weak, teacher_weak, where)
+    s_strong, t_strong, _ = _prepare_logits(student_strong, teacher_strong, where)
+    if s_weak.ndim != 2 or s_strong.shape != s_weak.shape:
+        raise ValueError(
+            "the logits of both views must have the same shape (B, C), got "
+            f"{s_weak.shape} and {s_strong.shape}"
+        )
+    example_fraction, class_fraction = mlkd_confidence_fractions(t_weak, where=mask)
+    instance_inputs = [s_weak, t_weak, s_strong, t_strong]
+    if standardize:
+        instance_inputs = [standardize_logits(z, eps=1e-7, ddof=1) for z in instance_inputs]
+    iw_s, iw_t, is_s, is_t = instance_inputs
+    instance = class_level = batch_level = 0.0
+    for k, temperature in enumerate(temperatures):
+        weak_kd = kd_loss(iw_s, iw_t, temperature=temperature, where=mask)
+        second = (
+            kd_loss(is_s, is_t, temperature=temperature, where=mask)
+            if k < strong_temperatures
+            else weak_kd
+        )
+        instance = instance + example_fraction * weak_kd + second
+        class_level = class_level + mlkd_class_loss(
+            s_weak, t_weak, temperature=temperature, where=mask
+        )
+        batch_level = batch_level + mlkd_batch_loss(
+            s_weak, t_weak, temperature=temperature, where=mask
+        )
+    return {
+        "instance": instance,
+        "class": class_fraction * class_level,
+        "batch": example_fraction * batch_level,
+    }
 
 
 def standardize_logits(
@@ -310,6 +639,44 @@ def _softmax_kl(student: Array, teacher: Array) -> Array:
     return jnp.sum(p * log_ratio, axis=-1)
 
 
+def _pearson(a: Array, b: Array, *, axis: int, where: Array | None = None) -> Array:
+    """Pearson correlation along ``axis`` as the DIST code writes it: the cosine of the centred
+    vectors with 1e-8 added to the product of norms; ``where`` (broadcastable) selects the
+    entries of each vector."""
+    if where is None:
+        count = a.shape[axis]
+        keep = 1.0
+    else:
+        keep = where.astype(a.dtype)
+        # At least 1: with every entry masked out, the result is 0, not NaN.
+        count = jnp.maximum(jnp.sum(jnp.broadcast_to(keep, a.shape), axis=axis, keepdims=True), 1)
+    a = keep * (a - jnp.sum(keep * a, axis=axis, keepdims=True) / count)
+    b = keep * (b - jnp.sum(keep * b, axis=axis, keepdims=True) / count)
+    return jnp.sum(a * b, axis=axis) / (_norm(a, axis) * _norm(b, axis) + 1e-8)
+
+
+def _norm(x: Array, axis: int) -> Array:
+    """Euclidean norm with a zero (not NaN) gradient at the zero vector."""
+    squares = jnp.sum(x**2, axis=axis)
+    positive = squares > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
+
+
+def _batch_probs(student_logits, teacher_logits, temperature, where):
+    """Softmaxes ``(B, C)`` of both logits for MLKD's Gram terms, zero at masked examples."""
+    _check_temperature(temperature)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where)
+    if student.ndim != 2:
+        raise ValueError(f"logits must have shape (B, C), got {student.shape}")
+    p_s = jax.nn.softmax(student / temperature, axis=-1)
+    p_t = jax.nn.softmax(teacher / temperature, axis=-1)
+    if mask is None:
+        return p_s, p_t, None, student.shape[0]
+    keep = mask[:, None]
+    count = jnp.maximum(jnp.sum(mask), 1)  # all masked: 0, not NaN
+    return jnp.where(keep, p_s, 0.0), jnp.where(keep, p_t, 0.0), mask, count
+
+
 def _band(logits: Array, band: str, domain: str, level: int, mode: str) -> Array:
     if domain == "logits":
         split = haar_highpass if band == "high" else haar_lowpass
@@ -319,9 +686,13 @@ def _band(logits: Array, band: str, domain: str, level: int, mode: str) -> Array
 
 
 def _prepare_logits(
-    student_logits: ArrayLike, teacher_logits: ArrayLike, where: ArrayLike | None
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    where: ArrayLike | None,
+    axis: int = -1,
 ) -> tuple[Array, Array, Array | None]:
-    """Checks shapes and dtypes, upcasts, and zeroes the logits of masked-out examples."""
+    """Checks shapes and dtypes, moves the class axis last, upcasts, and zeroes the logits of
+    masked-out examples."""
     student = _as_float(student_logits, "student_logits")
     teacher = _as_float(teacher_logits, "teacher_logits")
     if student.shape != teacher.shape:
@@ -329,6 +700,18 @@ def _prepare_logits(
             "student_logits and teacher_logits must have the same shape, got "
             f"{student.shape} and {teacher.shape}"
         )
+    logits_shape = student.shape
+    if student.ndim:
+        if (
+            isinstance(axis, bool)
+            or not isinstance(axis, int)
+            or not -student.ndim <= axis < student.ndim
+        ):
+            raise ValueError(
+                f"axis must be an int in [{-student.ndim}, {student.ndim - 1}] (the class axis "
+                f"of logits of shape {student.shape}), got {axis!r}"
+            )
+        student, teacher = jnp.moveaxis(student, axis, -1), jnp.moveaxis(teacher, axis, -1)
     if student.ndim == 0 or student.shape[-1] == 0:
         raise ValueError(
             f"logits must have shape (*batch_shape, C) with C >= 1, got {student.shape}"
@@ -344,8 +727,14 @@ def _prepare_logits(
     try:
         mask = jnp.broadcast_to(mask, batch_shape)
     except ValueError:
+        hint = (
+            " (it has the logits' shape: where masks whole examples, not single logits)"
+            if mask.shape == logits_shape
+            else ""
+        )
         raise ValueError(
-            f"where must be broadcastable to batch_shape {batch_shape}, got shape {mask.shape}"
+            f"where must be broadcastable to batch_shape {batch_shape}, got shape "
+            f"{mask.shape}{hint}"
         ) from None
     keep = mask[..., None]
     return jnp.where(keep, student, 0.0), jnp.where(keep, teacher, 0.0), mask

@@ -3,6 +3,9 @@
 Every objective maps a batch of logits to a dict ``{term name: per-example
 weighted value}`` of shape ``[batch]``; the trainer sums the terms into the
 loss, averages over the unmasked examples, and logs each term on its own.
+A method with ``needs_strong_view`` (MLKD) also takes the logits of a second,
+strongly augmented view of the same examples (``student_strong``,
+``teacher_strong``).
 Defaults of every weight live in ``configs/default.py`` (``config.method``);
 this module only reads them.
 
@@ -42,7 +45,8 @@ import optax
 from figkd_jax import losses
 
 # (student_logits [B, C], teacher_logits [B, C] or None, labels [B], *, epoch,
-# where) -> {term: [B]}. `epoch` counts from 1 and may be fractional or traced.
+# where, and for a method with a strong view student_strong, teacher_strong
+# [B, C]) -> {term: [B]}. `epoch` counts from 1 and may be fractional or traced.
 Objective = Callable[..., dict[str, jax.Array]]
 
 
@@ -125,6 +129,46 @@ def _figkd_term(config, s, t, labels, epoch, where):
     )
 
 
+def _dist_term(config, s, t, labels, epoch, where):
+    del labels, epoch
+    return losses.dist_loss(
+        s,
+        t,
+        temperature=config.temperature,
+        beta=config.dist.beta,
+        gamma=config.dist.gamma,
+        where=where,
+    )
+
+
+def _mlkd(config) -> Objective:
+    """MLKD as its authors' code trains it: cross-entropy on both views, and the
+    instance-, class- and batch-level terms of `losses.mlkd_terms`, each times
+    `kd_weight`. Logit standardization z-scores the instance-level inputs only,
+    as the logit-standardization authors do for MLKD."""
+
+    def objective(student, teacher, labels, *, epoch, where=None, student_strong, teacher_strong):
+        del epoch
+        weights = config.mlkd
+        terms = losses.mlkd_terms(
+            student,
+            teacher,
+            student_strong,
+            teacher_strong,
+            temperatures=tuple(weights.temperatures),
+            strong_temperatures=weights.strong_temperatures,
+            standardize=config.standardize,
+            where=where,
+        )
+        ce = cross_entropy(student, labels, where) + cross_entropy(student_strong, labels, where)
+        return {
+            "ce": weights.ce_weight * ce,
+            **{f"mlkd_{level}": weights.kd_weight * value for level, value in terms.items()},
+        }
+
+    return objective
+
+
 def _distillation_inputs(config, student, teacher):
     """The logits the distillation term sees: standardized as the LS authors' code does when
     `standardize` is on (``(z - mean) / (1e-7 + std)``, Bessel-corrected std, per example)."""
@@ -136,10 +180,12 @@ def _distillation_inputs(config, student, teacher):
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A registered objective: whether it needs a teacher, and its builder."""
+    """A registered objective: whether it needs a teacher and a second, strongly
+    augmented view of each batch, and its builder."""
 
     needs_teacher: bool
     make: Callable[..., Objective]
+    needs_strong_view: bool = False
 
 
 METHODS: Mapping[str, Method] = {
@@ -147,6 +193,8 @@ METHODS: Mapping[str, Method] = {
     "kd": Method(needs_teacher=True, make=_distillation("kd", _kd_term)),
     "dkd": Method(needs_teacher=True, make=_distillation("dkd", _dkd_term)),
     "figkd": Method(needs_teacher=True, make=_distillation("figkd", _figkd_term)),
+    "dist": Method(needs_teacher=True, make=_distillation("dist", _dist_term)),
+    "mlkd": Method(needs_teacher=True, make=_mlkd, needs_strong_view=True),
 }
 
 

@@ -38,7 +38,7 @@ from typing import Any
 from figkd_jax import plots, protocol, storage
 
 # Order of methods within a pair; others follow alphabetically.
-METHOD_ORDER = ("ce", "kd", "dkd", "mlkd", "figkd")
+METHOD_ORDER = ("ce", "kd", "dkd", "dist", "mlkd", "figkd")
 
 # Config keys that may differ between runs of one row: the seed, and where things live or how
 # often they are logged, none of which changes a result.

@@ -112,6 +112,13 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             f"config.input_on_device='device' needs a fixed-resolution dataset "
             f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
         )
+    if method.needs_strong_view and not (
+        isinstance(info.augment, data.PadCropFlip) and info.image_shape[-1] == 3
+    ):
+        raise ConfigError(
+            f"method {config.method.name!r} trains on a strong view (crop, flip, RandAugment), "
+            f"which needs an RGB pad-crop-flip dataset (cifar100), not {info.name!r}"
+        )
     if config.steps_per_dispatch > 1 and not input_on_device(config, info):
         raise ConfigError(
             "config.steps_per_dispatch > 1 needs on-device input: "
@@ -135,8 +142,14 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
     # Tracing the objective once on dummy logits runs every argument check of
     # the losses (temperature, wavelet level against the class count, ...).
     dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
+    views = dict(student_strong=dummy, teacher_strong=dummy) if method.needs_strong_view else {}
     try:
-        jax.eval_shape(lambda s, t: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1), dummy, dummy)
+        jax.eval_shape(
+            lambda s, t, views: objective(s, t, jnp.zeros(2, jnp.int32), epoch=1, **views),
+            dummy,
+            dummy,
+            views,
+        )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.method: {e}") from None
     steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
@@ -195,6 +208,17 @@ RANGES = (
     ("method.figkd.ce_weight", _non_negative, ">= 0"),
     ("method.figkd.figkd_weight", _non_negative, ">= 0"),
     ("method.figkd.level", _at_least_one, ">= 1 (and at most the class count's maximum)"),
+    ("method.figkd.ls_temperature", _positive, "> 0"),
+    ("method.figkd.ls_weight_scale", _non_negative, ">= 0"),
+    ("method.kd.ls_temperature", _positive, "> 0"),
+    ("method.kd.ls_kd_weight", _non_negative, ">= 0"),
+    ("method.dkd.ls_temperature", _positive, "> 0"),
+    ("method.dkd.ls_weight_scale", _non_negative, ">= 0"),
+    ("method.dist.ce_weight", _non_negative, ">= 0"),
+    ("method.dist.beta", _non_negative, ">= 0"),
+    ("method.dist.gamma", _non_negative, ">= 0"),
+    ("method.mlkd.ce_weight", _non_negative, ">= 0"),
+    ("method.mlkd.kd_weight", _non_negative, ">= 0"),
     ("sweep.teacher_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
 )
 

@@ -105,12 +105,18 @@ def train_step(
     schedule: optax.Schedule,
     steps_per_epoch: int,
     band_diagnostics: Callable[..., dict[str, jax.Array]] | None = None,
+    strong_view: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on a global batch; a non-finite step is counted, not applied.
 
     The teacher runs in eval mode (its BatchNorm uses its running statistics). With a
     teacher, `band_diagnostics(student_logits, teacher_logits)` (if given) adds the Haar band
     energies and per-band KLs to the metrics.
+    With `strong_view` (MLKD), `strong_view(batch["strong_image"],
+    batch["strong_draws"])` makes the second view of the batch; the student
+    sees both views in train mode one after the other (its batch statistics
+    updated twice, as two PyTorch forward passes do), the teacher both in
+    eval mode, and the objective gets their logits.
     """
     images, labels = batch["image"], batch["label"]
     epoch = state.step // steps_per_epoch + 1
@@ -118,6 +124,11 @@ def train_step(
     if teacher is not None:
         teacher_logits = jax.lax.stop_gradient(
             teacher.apply(teacher_variables, images, train=False)
+        )
+    if strong_view is not None:
+        strong_images = strong_view(batch["strong_image"], batch["strong_draws"])
+        teacher_strong = jax.lax.stop_gradient(
+            teacher.apply(teacher_variables, strong_images, train=False)
         )
 
     def loss_fn(params):
@@ -127,9 +138,17 @@ def train_step(
             train=True,
             mutable=["batch_stats"],
         )
-        terms = {
-            k: v.mean() for k, v in objective(logits, teacher_logits, labels, epoch=epoch).items()
-        }
+        views = {}
+        if strong_view is not None:
+            views["student_strong"], updates = student.apply(
+                {"params": params, "batch_stats": updates["batch_stats"]},
+                strong_images,
+                train=True,
+                mutable=["batch_stats"],
+            )
+            views["teacher_strong"] = teacher_strong
+        per_example = objective(logits, teacher_logits, labels, epoch=epoch, **views)
+        terms = {k: v.mean() for k, v in per_example.items()}
         return sum(terms.values()), (terms, logits, updates["batch_stats"])
 
     (loss, (terms, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -217,7 +236,16 @@ def make_train_step(run, teacher: nn.Module | None):
         schedule=run.schedule,
         steps_per_epoch=run.steps_per_epoch,
         band_diagnostics=band_diagnostics_for(run.config),
+        strong_view=strong_view_function(run),
     )
+
+
+def strong_view_function(run):
+    """`device_input.finish_strong_view` with the run's dataset and dtype bound, for a method
+    that trains on a strong view (MLKD); None otherwise."""
+    if not methods.get(run.config.method.name).needs_strong_view:
+        return None
+    return functools.partial(device_input.finish_strong_view, info=run.info, dtype=run.config.dtype)
 
 
 def device_steps(run, one_step):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from figkd_jax import methods, models, protocol, run_setup, steps, sweep
+from figkd_jax import methods, models, protocol, randaugment, run_setup, steps, sweep
 
 
 def _load(module, arg):
@@ -21,6 +21,11 @@ def _trace_one_step(config):
         "image": jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.float32),
         "label": jax.ShapeDtypeStruct((2,), jnp.int32),
     }
+    if methods.get(config.method.name).needs_strong_view:
+        batch["strong_image"] = jax.ShapeDtypeStruct((2, *run.info.image_shape), jnp.uint8)
+        batch["strong_draws"] = jax.ShapeDtypeStruct(
+            (2, randaugment.STRONG_VIEW_DRAWS), jnp.float32
+        )
     teacher, teacher_vars = None, None
     if config.teacher.model:
         teacher = models.create(config.teacher.model, num_classes=run.info.num_classes)
@@ -45,6 +50,10 @@ CIFAR_CASES = [
     (module, f"teacher={t},student={s},method=figkd")
     for module in ("cifar100", "tiny_imagenet")
     for t, s in protocol.pairs(module)
+] + [
+    ("cifar100", f"teacher={t},student={s},method={method}")
+    for method in ("dist", "mlkd")
+    for t, s in protocol.pairs("cifar100")
 ]
 FINEGRAINED_CASES = [
     ("finegrained", f"dataset={d},teacher={t},student={s},method=dkd")
@@ -53,12 +62,14 @@ FINEGRAINED_CASES = [
 ]
 
 
-# mdistiller's TinyImageNet pairs, with every method.
+# mdistiller's TinyImageNet pairs, with every method but MLKD (its strong view is the CIFAR
+# one, crop + flip + RandAugment; build_run refuses it on a rotating dataset).
 TINY_IMAGENET_CASES = [
     ("tiny_imagenet", f"teacher={t},student={s},method={m}")
     for t, s in protocol.pairs("tiny_imagenet")
     if t == "resnet18"
     for m in methods.names()
+    if not methods.get(m).needs_strong_view
 ]
 
 
@@ -79,7 +90,7 @@ def test_every_teacher_config_traces_a_ce_step(teacher):
     _trace_one_step(config)
 
 
-@pytest.mark.parametrize("method", ["ce", "kd", "dkd", "figkd"])
+@pytest.mark.parametrize("method", ["ce", "kd", "dkd", "figkd", "dist", "mlkd"])
 def test_every_method_traces(method):
     arg = "teacher=resnet56,student=resnet20" if method != "ce" else "student=resnet20"
     config = _load("cifar100", f"{arg},method={method}")
@@ -112,6 +123,20 @@ def test_a_sweep_trains_the_teacher_under_the_teachers_protocol():
         "ce_seed0": 0.01,
         "kd_seed0": 0.01,
     }
+
+
+def test_a_strong_view_needs_an_rgb_pad_crop_flip_dataset():
+    config = _load(
+        "finegrained",
+        "dataset=stanford_dogs,teacher=resnet34_imagenet,student=resnet18_imagenet,method=mlkd",
+    )
+    config.teacher.workdir = "teacher-run"
+    with pytest.raises(run_setup.ConfigError, match=r"strong view .* not 'stanford_dogs'"):
+        run_setup.build_run(config)
+    config = _load("tiny_imagenet", "teacher=resnet18,student=shufflenetv2,method=mlkd")
+    config.teacher.workdir = "teacher-run"
+    with pytest.raises(run_setup.ConfigError, match=r"strong view .* not 'tiny_imagenet'"):
+        run_setup.build_run(config)
 
 
 @pytest.mark.parametrize("student", ["mobilenetv2_tin", "shufflenetv2", "resnet8x4"])

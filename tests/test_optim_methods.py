@@ -190,5 +190,7 @@ def test_cross_entropy_mask_gives_zero_value_and_gradient_for_nan_logits():
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"valid methods: \['ce', 'dkd', 'figkd', 'kd'\]"):
+    with pytest.raises(
+        ValueError, match=r"valid methods: \['ce', 'dist', 'dkd', 'figkd', 'kd', 'mlkd'\]"
+    ):
         methods.get("fitnet")

@@ -33,12 +33,14 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
+from figkd_jax import randaugment
 from figkd_jax.data import augment, decoded, rotation
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 
 _SHUFFLE_STREAM = 1
 _AUGMENT_STREAM = 2
+_STRONG_VIEW_STREAM = 3
 _RNG_ALG = "philox"  # fixed, rather than TF's per-device "auto_select"
 _INT64_MAX = np.iinfo(np.int64).max
 _DTYPES = {"float32": (tf.float32, np.float32), "bfloat16": (tf.bfloat16, ml_dtypes.bfloat16)}
@@ -68,6 +70,17 @@ def epoch_draws(seed: int, epoch: tf.Tensor, num_examples: int, num_draws: int) 
     """Uniform [0, 1) float32 [num_examples, num_draws]; row i drives example i's augmentation."""
     return tf.random.stateless_uniform(
         [num_examples, num_draws], _epoch_seed(seed, _AUGMENT_STREAM, epoch), alg=_RNG_ALG
+    )
+
+
+def strong_view_draws(seed: int, epoch: tf.Tensor, num_examples: int) -> tf.Tensor:
+    """Uniform [0, 1) float32 [num_examples, randaugment.STRONG_VIEW_DRAWS]: row i drives
+    example i's strong view (MLKD) in epoch ``epoch``. A stream of its own, so the weak view
+    of a batch is the same with or without a strong view."""
+    return tf.random.stateless_uniform(
+        [num_examples, randaugment.STRONG_VIEW_DRAWS],
+        _epoch_seed(seed, _STRONG_VIEW_STREAM, epoch),
+        alg=_RNG_ALG,
     )
 
 
@@ -138,12 +151,19 @@ def train_stream(
     process_count: int = 1,
     num_devices: int | None = None,
     dtype: str = "float32",
+    strong_view: bool = False,
 ) -> TrainStream:
     """Augmented train batches of this process, from global step ``start_step`` on, forever.
 
     Yields {"image": [global_batch_size // process_count, H, W, C] float32 (ml_dtypes bfloat16
     when dtype="bfloat16"), normalised; "label": int32 [same]}. See the module docstring for
     the order and the randomness; ``data_config`` is described in ``figkd_jax.data.sources``.
+
+    With ``strong_view`` (MLKD; fixed-resolution datasets only), batches also hold the
+    start of each example's strong view: "strong_image", uint8 [b, H, W, C], the example
+    padded, cropped and flipped by its own draws, and "strong_draws", float32 [b,
+    randaugment.STRONG_VIEW_DRAWS] (``strong_view_draws``); the accelerator finishes the view
+    (``device_input.finish_strong_view``).
     """
     local_batch = _check_sharding(global_batch_size, process_index, process_count, num_devices)
     out_dtype = _output_dtype(dtype)
@@ -153,6 +173,11 @@ def train_stream(
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     config = resolve(data_config)
     info = get_info(config.name)
+    if strong_view and not isinstance(info.augment, PadCropFlip):
+        raise ValueError(
+            f"a strong view (method mlkd) needs a fixed-resolution pad-crop-flip dataset "
+            f"(cifar100), not {info.name}"
+        )
     split = load_split(config, config.train_split)
     num_examples = len(split.labels)
     steps = steps_per_epoch(num_examples, global_batch_size)
@@ -168,7 +193,12 @@ def train_stream(
         first_step = tf.where(epoch == start_epoch, start_offset, 0)
         indices = tf.reshape(mine[first_step:], [-1])
         draws = tf.gather(epoch_draws(seed, epoch, num_examples, num_draws), indices)
-        return tf.data.Dataset.from_tensor_slices({"index": indices, "draws": draws})
+        elements = {"index": indices, "draws": draws}
+        if strong_view:
+            elements["strong_draws"] = tf.gather(
+                strong_view_draws(seed, epoch, num_examples), indices
+            )
+        return tf.data.Dataset.from_tensor_slices(elements)
 
     elements = tf.data.Dataset.counter(start_epoch, dtype=tf.int64).flat_map(epoch_elements)
     if info.fixed_resolution:
@@ -199,13 +229,17 @@ def _pad_crop_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
 
     def augment_batch(elements):
         rows, cols, flips = augment.sample_pad_crop_flip(elements["draws"], spec.pad, spec.flip)
-        batch = augment.pad_crop_flip(
-            tf.gather(images, elements["index"]), rows, cols, flips, spec.pad
-        )
-        return {
+        source = tf.gather(images, elements["index"])
+        batch = augment.pad_crop_flip(source, rows, cols, flips, spec.pad)
+        out = {
             "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
             "label": tf.gather(labels, elements["index"]),
         }
+        if "strong_draws" in elements:
+            strong = augment.sample_pad_crop_flip(elements["strong_draws"], spec.pad, spec.flip)
+            out["strong_image"] = augment.pad_crop_flip(source, *strong, spec.pad)
+            out["strong_draws"] = elements["strong_draws"]
+        return out
 
     return augment_batch
 

@@ -1,0 +1,299 @@
+"""DIST and MLKD, whose terms couple the examples of a batch, against NumPy transcriptions of
+the authors' code; the class ``axis`` and the ``where`` contract of every loss."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from figkd_jax import (
+    MLKD_TEMPERATURES,
+    dist_loss,
+    dist_terms,
+    figkd_loss,
+    kd_loss,
+    mlkd_batch_loss,
+    mlkd_class_loss,
+    mlkd_confidence_fractions,
+    mlkd_terms,
+)
+from tests.jax_compat import enable_x64
+
+
+@pytest.fixture
+def x64():
+    with enable_x64(True):
+        yield
+
+
+def logits(shape, seed, scale=3.0, dtype=np.float64):
+    return (scale * np.random.default_rng(seed).standard_normal(shape)).astype(dtype)
+
+
+# NumPy transcriptions (float64) of the authors' code: DIST from hunto/image_classification_sota
+# (lib/models/losses/dist_kd.py, with the temperature of its later versions), MLKD from
+# Jin-Ying/Multi-Level-Logit-Distillation (mdistiller/distillers/KD_ours.py).
+
+
+def np_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def np_pearson_rows(a, b, eps=1e-8):
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + eps)
+
+
+def np_dist(s, t, temperature, beta, gamma):
+    """(batch loss, per-example inter-class terms, intra-class term)."""
+    y_s, y_t = np_softmax(s / temperature), np_softmax(t / temperature)
+    inter_rows = temperature**2 * (1 - np_pearson_rows(y_s, y_t))
+    intra = temperature**2 * (1 - np_pearson_rows(y_s.T, y_t.T).mean())
+    return beta * inter_rows.mean() + gamma * intra, inter_rows, intra
+
+
+def np_kd_mean(s, t, temperature):
+    log_q = np.log(np_softmax(s / temperature))
+    p = np_softmax(t / temperature)
+    return temperature**2 * np.sum(p * (np.log(p) - log_q), axis=1).mean()
+
+
+def np_class_consistency(s, t, temperature):
+    p_s, p_t = np_softmax(s / temperature), np_softmax(t / temperature)
+    return ((p_t.T @ p_t - p_s.T @ p_s) ** 2).sum() / s.shape[1]
+
+
+def np_batch_consistency(s, t, temperature):
+    p_s, p_t = np_softmax(s / temperature), np_softmax(t / temperature)
+    return ((p_t @ p_t.T - p_s @ p_s.T) ** 2).sum() / s.shape[0]
+
+
+def np_standardize(z, ddof):
+    return (z - z.mean(1, keepdims=True)) / (z.std(1, ddof=ddof, keepdims=True) + 1e-7)
+
+
+def np_mlkd(sw, tw, ss, ts, standardize_ddof=None):
+    """MLKD's kd, cc and bc losses of the code (``loss_kd``, ``loss_cc``, ``loss_bc``) before
+    ``kd_weight``; the logit-standardization repo z-scores the inputs of ``kd_loss`` only."""
+    confidence = np_softmax(tw).max(1)
+    mask = confidence <= np.percentile(confidence, 50)
+    class_confidence = np_softmax(tw).sum(0)
+    class_mask = class_confidence <= np.percentile(class_confidence, 50)
+    if standardize_ddof is None:
+        kw_s, kw_t, ks_s, ks_t = sw, tw, ss, ts
+    else:
+        kw_s, kw_t, ks_s, ks_t = (np_standardize(z, standardize_ddof) for z in (sw, tw, ss, ts))
+    temps = MLKD_TEMPERATURES
+    kd_weak = sum((np_kd_mean(kw_s, kw_t, T) * mask).mean() for T in temps)
+    kd_strong = (
+        np_kd_mean(ks_s, ks_t, temps[0])
+        + np_kd_mean(ks_s, ks_t, 3.0)
+        + np_kd_mean(ks_s, ks_t, 5.0)
+        + np_kd_mean(kw_s, kw_t, 2.0)  # the weak view, as in the code
+        + np_kd_mean(kw_s, kw_t, 6.0)
+    )
+    cc_weak = sum((np_class_consistency(sw, tw, T) * class_mask).mean() for T in temps)
+    bc_weak = sum((np_batch_consistency(sw, tw, T) * mask).mean() for T in temps)
+    return {"instance": kd_weak + kd_strong, "class": cc_weak, "batch": bc_weak}
+
+
+# float64 runs the same arithmetic as the references: agreement to a few ulps of the sums
+# (B * C = 60 terms), far below this tolerance.
+RTOL64 = 1e-10
+
+
+def test_dist_matches_the_authors_code(x64):
+    s, t = logits((6, 10), 0), logits((6, 10), 1)
+    for temperature, beta, gamma in ((1.0, 1.0, 1.0), (4.0, 2.0, 2.0), (2.5, 0.5, 3.0)):
+        inter, intra = jax.jit(dist_terms, static_argnames="temperature")(
+            s, t, temperature=temperature
+        )
+        loss = dist_loss(s, t, temperature=temperature, beta=beta, gamma=gamma)
+        batch, inter_rows, intra_ref = np_dist(s, t, temperature, beta, gamma)
+        np.testing.assert_allclose(inter, inter_rows, rtol=RTOL64)
+        np.testing.assert_allclose(intra, np.full(6, intra_ref), rtol=RTOL64)
+        np.testing.assert_allclose(jnp.mean(loss), batch, rtol=RTOL64)
+
+
+def test_dist_properties(x64):
+    s, t = logits((5, 7), 2), logits((5, 7), 3)
+    inter, intra = dist_terms(s, s)
+    # Identical predictions: the correlations are 1 up to the code's 1e-8 in the denominator.
+    np.testing.assert_allclose(inter, 0.0, atol=1e-5)
+    np.testing.assert_allclose(intra, 0.0, atol=1e-5)
+    # Correlations are in [-1, 1]: each term is in [0, 2 T^2].
+    inter, intra = dist_terms(s, t, temperature=3.0)
+    assert np.all((inter >= 0) & (inter <= 18)) and np.all((intra >= 0) & (intra <= 18))
+    # Shifting a row of logits changes no softmax.
+    shifted = s + np.arange(5)[:, None]
+    np.testing.assert_allclose(dist_loss(shifted, t), dist_loss(s, t), rtol=1e-9)
+    # Permuting the batch permutes the per-example values and keeps the batch term.
+    order = np.array([3, 0, 4, 1, 2])
+    np.testing.assert_allclose(dist_loss(s[order], t[order]), dist_loss(s, t)[order], rtol=1e-9)
+
+
+def test_mlkd_matches_the_authors_code(x64):
+    b, c = 8, 12
+    sw, tw, ss, ts = (logits((b, c), seed) for seed in range(4))
+    for standardize in (False, True):
+        terms = jax.jit(mlkd_terms, static_argnames="standardize")(
+            sw, tw, ss, ts, standardize=standardize
+        )
+        reference = np_mlkd(sw, tw, ss, ts, standardize_ddof=1 if standardize else None)
+        for name, value in terms.items():
+            assert value.shape == (b,)
+            np.testing.assert_allclose(jnp.mean(value), reference[name], rtol=RTOL64, err_msg=name)
+
+
+def test_mlkd_confidence_fractions(x64):
+    # Even batch, distinct confidences: exactly half at or below the median.
+    tw = logits((8, 5), 5)
+    example, klass = mlkd_confidence_fractions(tw)
+    # float32 scalars: the exact ratio, rounded once.
+    assert (example, klass) == (np.float32(0.5), np.float32(3 / 5))  # 3 of 5 classes
+    # Odd batch: the median is an element, (B + 1) / 2 of B examples.
+    example, _ = mlkd_confidence_fractions(tw[:7])
+    assert example == np.float32(4 / 7)
+    # Ties count as at or below, as numpy's `<=` in the code.
+    example, _ = mlkd_confidence_fractions(np.zeros((4, 3)))
+    assert float(example) == 1.0
+    # A masked example is left out: the fractions of the sub-batch.
+    where = np.array([True] * 7 + [False])
+    masked = mlkd_confidence_fractions(tw, where=where)
+    np.testing.assert_array_equal(masked, mlkd_confidence_fractions(tw[:7]))
+
+
+def test_gram_terms_are_zero_for_equal_predictions_and_positive_otherwise(x64):
+    s, t = logits((4, 6), 6), logits((4, 6), 7)
+    for loss in (mlkd_batch_loss, mlkd_class_loss):
+        np.testing.assert_allclose(loss(s, s + 1.0), 0.0, atol=1e-15)
+        value = loss(s, t, temperature=2.0)
+        assert np.all(value > 0) and np.ptp(value) == 0.0
+
+
+def test_masks_take_examples_out_of_the_batch_terms():
+    b, c = 6, 10
+    sw, tw, ss, ts = (logits((b, c), seed, dtype=np.float32) for seed in range(10, 14))
+    where = np.array([True, True, False, True, True, True])
+    keep = where.nonzero()[0]
+    bad = [x.copy() for x in (sw, tw, ss, ts)]
+    bad[0][2, 1], bad[1][2, 4], bad[2][2, 0], bad[3][2, 9] = np.nan, np.inf, -np.inf, np.nan
+
+    def batch_losses(sw, tw, ss, ts, where):
+        return {
+            "dist": dist_loss(sw, tw, temperature=4.0, where=where),
+            **mlkd_terms(sw, tw, ss, ts, where=where),
+        }
+
+    @jax.jit
+    def values_and_grads(sw, tw, ss, ts):
+        values = batch_losses(sw, tw, ss, ts, where)
+        grads = {
+            name: jax.grad(
+                lambda a, b, n=name: jnp.sum(batch_losses(a, tw, b, ts, where)[n]), argnums=(0, 1)
+            )(sw, ss)
+            for name in values
+        }
+        return values, grads
+
+    values, grads = jax.tree.map(np.asarray, values_and_grads(*bad))
+    sub = jax.jit(lambda *x: batch_losses(*x, None))(*(x[keep] for x in (sw, tw, ss, ts)))
+    for name, value in values.items():
+        assert value[2] == 0.0, name
+        # float32: the masked batch sums over 5 examples in another order than the sub-batch;
+        # both are within a few ulps (2**-24 ~ 6e-8) times the terms' sizes of the value.
+        np.testing.assert_allclose(value[keep], sub[name], rtol=1e-5, err_msg=name)
+        for g in grads[name]:
+            np.testing.assert_array_equal(g[2], 0.0)
+            assert np.all(np.isfinite(g)), name
+    # Everything masked: zeros, not NaN.
+    none = jax.jit(lambda *x: batch_losses(*x, np.zeros(b, bool)))(sw, tw, ss, ts)
+    for value in none.values():
+        np.testing.assert_array_equal(value, 0.0)
+
+
+def test_gradients(x64):
+    sw, tw, ss, ts = (logits((4, 5), seed, scale=1.0) for seed in range(20, 24))
+
+    def losses(sw, ss):
+        terms = mlkd_terms(sw, tw, ss, ts, temperatures=(4.0, 2.0), strong_temperatures=1)
+        return dist_loss(sw, tw, temperature=4.0), terms["instance"], terms["class"], terms["batch"]
+
+    check_grads(jax.jit(losses), (sw, ss), order=1, modes=["rev"])
+    # A constant column (every example puts the same probability on a class) has a zero norm
+    # in the intra-class correlation: finite gradients, not NaN.
+    grad = jax.grad(lambda s: jnp.sum(dist_loss(s, s)))(np.zeros((3, 4)))
+    assert np.all(np.isfinite(grad))
+
+
+def test_low_precision_inputs_compute_in_float32():
+    sw, tw, ss, ts = (logits((4, 6), seed, dtype=np.float32) for seed in range(30, 34))
+
+    @jax.jit
+    def all_values(sw, tw, ss, ts):
+        return [dist_loss(sw, tw, temperature=4.0), *mlkd_terms(sw, tw, ss, ts).values()]
+
+    upcast = [jnp.asarray(x, jnp.bfloat16).astype(jnp.float32) for x in (sw, tw, ss, ts)]
+    reference = all_values(*upcast)
+    values = all_values(*(jnp.asarray(x, jnp.bfloat16) for x in (sw, tw, ss, ts)))
+    for value, expected in zip(values, reference, strict=True):
+        assert value.dtype == jnp.float32
+        # Same float32 arithmetic on the same values; only XLA's fusion of the convert may
+        # reorder a sum: a few float32 ulps.
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+
+
+def test_class_axis_and_where_contract():
+    s, t = logits((3, 4, 10), 40, dtype=np.float32), logits((3, 4, 10), 41, dtype=np.float32)
+    where = np.array([True, False, True, True])
+    for loss in (kd_loss, figkd_loss, dist_loss):
+        last = loss(s, t, where=where)
+        first = loss(np.moveaxis(s, -1, 0), np.moveaxis(t, -1, 0), where=where, axis=0)
+        middle = loss(np.moveaxis(s, -1, 1), np.moveaxis(t, -1, 1), where=where, axis=1)
+        assert last.shape == first.shape == middle.shape == (3, 4)
+        # Moving the axis moves data, not arithmetic: the same values.
+        np.testing.assert_array_equal(first, last)
+        np.testing.assert_array_equal(middle, last)
+    with pytest.raises(ValueError, match=re.escape("it has the logits' shape")):
+        kd_loss(s, t, where=np.ones(s.shape, bool))
+    with pytest.raises(ValueError, match=re.escape("axis must be an int in [-3, 2]")):
+        figkd_loss(s, t, axis=3)
+
+
+F = jnp.zeros((4, 6))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: dist_loss(F[:, :1], F[:, :1]), ValueError, "DIST needs at least 2 classes"),
+        (lambda: dist_loss(F, F, temperature=0.0), ValueError, "temperature must be finite"),
+        (lambda: dist_loss(F, jnp.zeros((4, 5))), ValueError, "same shape"),
+        (lambda: dist_terms(F, F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
+        (lambda: dist_terms(F, F, axis=True), ValueError, "axis must be an int"),
+        (lambda: mlkd_batch_loss(F[None], F[None]), ValueError, "must have shape (B, C)"),
+        (lambda: mlkd_class_loss(F, F, temperature=-1.0), ValueError, "temperature must"),
+        (lambda: mlkd_terms(F, F, F, F, temperatures=()), ValueError, "non-empty tuple"),
+        (lambda: mlkd_terms(F, F, F, F, temperatures=(4.0, 0.0)), ValueError, "temperature"),
+        (lambda: mlkd_terms(F, F, F, F, strong_temperatures=6), ValueError, "in [0, 5]"),
+        (lambda: mlkd_terms(F, F, F[:2], F[:2]), ValueError, "both views must have the same"),
+        (
+            lambda: mlkd_confidence_fractions(jnp.zeros((2, 3, 4))),
+            ValueError,
+            "teacher_logits must have shape (B, C)",
+        ),
+        (
+            lambda: mlkd_terms(F, F, F, F, where=jnp.ones(4)),
+            TypeError,
+            "where must be a bool array",
+        ),
+    ],
+)
+def test_invalid_arguments(call, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        call()
