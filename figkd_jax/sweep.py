@@ -34,6 +34,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     base = ml_collections.ConfigDict(config.to_dict())
     base.sweep.methods, base.sweep.seeds, base.sweep.train_teacher = (), (), False
     base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
+    base.sweep.teacher_train_split = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
             raise ConfigError("config.sweep.train_teacher needs config.teacher.model")
@@ -47,6 +48,8 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
             teacher.num_epochs = config.sweep.teacher_num_epochs
         if config.sweep.teacher_lr_decay_epochs is not None:
             teacher.optim.lr_decay_epochs = tuple(config.sweep.teacher_lr_decay_epochs)
+        if config.sweep.teacher_train_split is not None:
+            teacher.dataset.train_split = config.sweep.teacher_train_split
         runs.append(("teacher", teacher))
     for method in config.sweep.methods or (config.method.name,):
         methods.get(method)
