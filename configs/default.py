@@ -132,5 +132,8 @@ def get_config() -> ml_collections.ConfigDict:
     # The teacher's own epochs and decay epochs (None: the students' values).
     config.sweep.teacher_num_epochs = ml_collections.FieldReference(None, field_type=int)
     config.sweep.teacher_lr_decay_epochs = ml_collections.FieldReference(None, field_type=tuple)
+    # The teacher's train split (None: the students' config.dataset.train_split), e.g. all
+    # of it while the students see a slice.
+    config.sweep.teacher_train_split = ml_collections.FieldReference(None, field_type=str)
 
     return config
