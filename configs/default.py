@@ -70,6 +70,11 @@ def get_config() -> ml_collections.ConfigDict:
             domain="logits",
             # Padding of odd lengths: "symmetric", "zero" or "periodization".
             mode="symmetric",
+            # Order of the classes along the Haar axis (figkd_jax.class_order): "index"
+            # (dataset indices), "random" (seeded by config.seed: the control), "superclass"
+            # (CIFAR-100's coarse classes contiguous), "teacher" (similar classes of the
+            # frozen teacher as neighbours), or a saved class_order.json or run workdir.
+            class_order="index",
         )
     )
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from figkd_jax import checkpoints, events, methods
+from figkd_jax import checkpoints, class_order, events, methods
 from figkd_jax.run_setup import Run
 from figkd_jax.steps import TrainState
 
@@ -73,7 +73,7 @@ def changed_fields(config, workdir: str) -> list[str]:
 def delete_run(workdir: str) -> None:
     """Removes what a run wrote in `workdir`, and nothing else."""
     shutil.rmtree(os.path.join(workdir, CHECKPOINTS_DIR), ignore_errors=True)
-    for name in (CONFIG_FILE, RESULTS_FILE, *events.files(workdir)):
+    for name in (CONFIG_FILE, RESULTS_FILE, class_order.FILE_NAME, *events.files(workdir)):
         path = os.path.join(workdir, name)
         if os.path.exists(path):
             os.remove(path)
@@ -148,6 +148,7 @@ def results(run: Run, meta: dict) -> dict:
         else None,
         "method": run.config.method.name,
         "standardize": bool(run.config.method.standardize),
+        "class_order": run.class_order.to_json() if run.class_order else None,
         "seed": run.config.seed,
         "num_epochs": run.config.num_epochs,
         "epochs_done": last["epoch"] if last else 0,
