@@ -520,6 +520,8 @@ class Report:
     markdown_path: str
     csv_path: str
     plots: list[str]
+    # The high-band energy share by class order (Markdown; "" without bands_from).
+    energy: str = ""
 
 
 def write_report(
@@ -587,7 +589,7 @@ def write_report(
         f.write("\n".join(sections) + "\n")
     csv_path = os.path.join(out, "report.csv")
     write_csv(rows, csv_path)
-    return Report(rows, table, markdown_path, csv_path, pictures)
+    return Report(rows, table, markdown_path, csv_path, pictures, energy)
 
 
 def runs_class_orders(runs: Iterable[dict[str, Any]]) -> dict[str, tuple[int, ...]]:
@@ -674,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.markdown)
+    if report.energy:
+        print(f"\nHigh-band share of the teacher's logit energy by class order:\n{report.energy}")
     print(f"\nWrote {report.markdown_path}, {report.csv_path} and {len(report.plots)} plots.")
     return 0
 
