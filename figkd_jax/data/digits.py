@@ -5,8 +5,8 @@ a fixed rule on the bundled file's order (no RNG): the first 1,400 images are ``
 remaining 397 are ``test`` (the file cycles through the classes, so both are balanced: 135-144
 and 39-41 per class). Pixel values 0..16 are stored as uint8 ``round(v * 255 / 16)`` so that
 every dataset shares the [0, 255] convention. A slice of a split in TFDS's syntax with example
-counts, ``"train[:300]"``, takes the examples of that range in the same order (the first 300 of
-the cycling file hold 29-31 per class).
+counts, ``"train[:320]"``, takes the examples of that range in the same order (the first 320
+hold 29 to 34 per class).
 """
 
 import re
