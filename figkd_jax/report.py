@@ -614,11 +614,9 @@ def class_order_energy(
     its eval split: index order, superclass order where the dataset has one, `orders`, the
     teacher's own order (made now, at the runs' temperature, unless a run recorded one) and
     20 random orders; Haar levels 1 to 3."""
-    from figkd_jax import class_order, feeds
+    from figkd_jax import class_order, data, feeds
 
     teacher, data_config = plots.band_teacher(source, **teacher_source)
-    from figkd_jax import data
-
     info = data.get_info(data_config.name)
     eval_split = data_config.get("eval_split") or info.eval_split
     logits, _ = feeds.split_logits(
