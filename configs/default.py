@@ -116,6 +116,11 @@ def get_config() -> ml_collections.ConfigDict:
             # multiplied by ls_weight_scale, as DKD+LS does.
             ls_temperature=2.0,
             ls_weight_scale=9.0,
+            # Order of the classes along the Haar axis (figkd_jax.class_order): "index"
+            # (dataset indices), "random" (seeded by config.seed: the control), "superclass"
+            # (CIFAR-100's coarse classes contiguous), "teacher" (similar classes of the
+            # frozen teacher as neighbours), or a saved class_order.json or run workdir.
+            class_order="index",
         )
     )
 
@@ -186,5 +191,8 @@ def get_config() -> ml_collections.ConfigDict:
     # configs set the protocol's rate of the teacher architecture (0.05 on CIFAR-100,
     # where ShuffleNet and MobileNetV2 students train at 0.01).
     config.sweep.teacher_learning_rate = ml_collections.FieldReference(None, field_type=float)
+    # The teacher's train split (None: the students' config.dataset.train_split), e.g. all
+    # of it while the students see a slice.
+    config.sweep.teacher_train_split = ml_collections.FieldReference(None, field_type=str)
 
     return config

@@ -32,6 +32,7 @@ def band_diagnostics(
     mode: str = "symmetric",
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
+    class_permutation: ArrayLike | None = None,
 ) -> dict[str, jax.Array]:
     """Energies of the low and high Haar bands of both logit vectors, and the KL in each band.
 
@@ -52,6 +53,9 @@ def band_diagnostics(
       temperature: ``T > 0`` of the KLs.
       where: optional bool array broadcastable to ``batch_shape``; False excludes an example
         (even with non-finite logits). With no example left every value is 0.
+      class_permutation: optional ``(C,)`` permutation of the classes (figkd_jax.class_order):
+        both logit vectors become ``logits[..., class_permutation]`` before the transform,
+        as in ``figkd_loss``.
 
     Returns:
       ``{name: scalar}`` (at least float32) for each name of ``DIAGNOSTICS``.
@@ -63,6 +67,9 @@ def band_diagnostics(
             "student_logits and teacher_logits must have the same shape (*batch_shape, C), got "
             f"{student.shape} and {teacher.shape}"
         )
+    if class_permutation is not None:
+        student = jnp.take(student, jnp.asarray(class_permutation), axis=-1)
+        teacher = jnp.take(teacher, jnp.asarray(class_permutation), axis=-1)
     mask = _mask(where, student.shape[:-1])
     if mask is not None:
         # Zeroed before the transform so that a masked non-finite example leaves no NaN.

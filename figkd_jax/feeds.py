@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -169,3 +170,42 @@ def eval_means(totals: dict[str, jax.Array]) -> dict[str, float]:
     totals = jax.device_get(totals)
     count = float(totals.pop("count"))
     return {k: float(v) / count for k, v in totals.items()}
+
+
+def split_logits(
+    model, variables, data_config, split: str, *, batch_size: int, run: Run | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits float32 [N, C] and labels [N] of `model` on every example of `split`, in order.
+
+    Evaluation preprocessing (no augmentation). With `run`, the batches are sharded over its
+    mesh (every process reads its share) and every process gets all the logits; without, one
+    process on the default device.
+    """
+    config = ml_collections.ConfigDict(data_config.to_dict())
+    config.eval_split = split
+    process_index, process_count = (jax.process_index(), jax.process_count()) if run else (0, 1)
+    apply = lambda v, images: model.apply(v, images, train=False).astype(jnp.float32)
+    if run is not None:
+        apply = jax.jit(
+            apply,
+            in_shardings=(run.replicated, run.batch_sharded),
+            out_shardings=run.replicated,
+        )
+        gather = jax.jit(lambda x: x, out_shardings=run.replicated)
+    else:
+        apply, gather = jax.jit(apply), lambda x: x
+    logits, labels = [], []
+    for local in data.eval_stream(
+        config,
+        global_batch_size=batch_size,
+        process_index=process_index,
+        process_count=process_count,
+    ):
+        if run is not None:
+            batch = to_global(local, run.batch_sharded)
+        else:
+            batch = {k: jnp.asarray(v) for k, v in local.items()}
+        mask = np.asarray(gather(batch["mask"]))
+        logits.append(np.asarray(apply(variables, batch["image"]))[mask])
+        labels.append(np.asarray(gather(batch["label"]))[mask])
+    return np.concatenate(logits), np.concatenate(labels)

@@ -208,6 +208,30 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def build(method_config) -> Objective:
-    """The objective of `method_config` (the `config.method` block)."""
-    return get(method_config.name).make(method_config)
+def in_class_order(objective: Objective, class_permutation) -> Objective:
+    """`objective` on the classes renumbered by `class_permutation` ([C] ints, a permutation).
+
+    Position ``i`` of both logit vectors holds class ``class_permutation[i]`` and every label
+    is renumbered alike, so a term that does not depend on the numbering of the classes (CE,
+    KD, DKD) keeps its value (up to float rounding), while FiGKD's Haar transform pairs
+    neighbours of the new order: its term is ``figkd_loss(..., class_permutation=...)``.
+    """
+    permutation = jnp.asarray(class_permutation)
+    position = jnp.argsort(permutation)  # position[c]: where class c now sits
+
+    def objective_in_order(student, teacher, labels, *, epoch, where=None):
+        reorder = lambda z: None if z is None else jnp.take(z, permutation, axis=-1)
+        return objective(
+            reorder(student), reorder(teacher), position[labels], epoch=epoch, where=where
+        )
+
+    return objective_in_order
+
+
+def build(method_config, class_permutation=None) -> Objective:
+    """The objective of `method_config` (the `config.method` block), on the classes in the
+    order `class_permutation` (see `in_class_order`; None: index order)."""
+    objective = get(method_config.name).make(method_config)
+    if class_permutation is None:
+        return objective
+    return in_class_order(objective, class_permutation)

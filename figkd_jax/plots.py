@@ -175,33 +175,18 @@ def logit_bands(logits: np.ndarray, *, max_level: int = 2, mode: str = "symmetri
     return {name: np.asarray(values) for name, values in zip(names, bands(logits), strict=True)}
 
 
-def plot_bands(
+def band_teacher(
     source: str,
-    out_dir: str,
     *,
-    num_examples: int = 4,
     dataset: str | None = None,
     default_dataset: str | None = None,
     data_dir: str | None = None,
-) -> str:
-    """Pictures FiGKD's input: a teacher's logits on test examples and their Haar bands.
+):
+    """(teacher, data config) of a teacher run's workdir or a checkpoint directory.
 
-    Args:
-      source: a teacher run's workdir (with ``checkpoints/``) or a checkpoint directory; its
-        latest step is used.
-      out_dir: where ``bands_<dataset>_<model>.png`` is written.
-      num_examples: how many test examples (the first of the eval split), >= 1.
-      dataset: the dataset of the examples; default: the checkpoint's, else the run's config,
-        else `default_dataset`.
-      data_dir: TFDS data directory; default: the run's config, else the TFDS default.
-
-    Returns:
-      The path of the PNG.
+    The dataset is `dataset`, else the checkpoint's, else the run's config, else
+    `default_dataset`; the data directory `data_dir`, else the run's config, else TFDS's default.
     """
-    if num_examples < 1:
-        raise ValueError(f"num_examples={num_examples} must be >= 1")
-    import jax
-
     from figkd_jax import data, run_setup
 
     run_config = {}
@@ -221,23 +206,73 @@ def plot_bands(
             data_config[field] = run_config.get(f"dataset.{field}")
     if data_dir is not None:
         data_config.data_dir = data_dir
+    return teacher, data_config
 
+
+def plot_bands(
+    source: str,
+    out_dir: str,
+    *,
+    num_examples: int = 4,
+    dataset: str | None = None,
+    default_dataset: str | None = None,
+    data_dir: str | None = None,
+    class_order: tuple[str, Sequence[int]] | None = None,
+) -> str:
+    """Pictures FiGKD's input: a teacher's logits on test examples and their Haar bands.
+
+    Args:
+      source: a teacher run's workdir (with ``checkpoints/``) or a checkpoint directory; its
+        latest step is used.
+      out_dir: where ``bands_<dataset>_<model>.png`` is written (``..._<order name>.png`` with
+        a `class_order`).
+      num_examples: how many test examples (the first of the eval split), >= 1.
+      dataset: the dataset of the examples; default: the checkpoint's, else the run's config,
+        else `default_dataset`.
+      data_dir: TFDS data directory; default: the run's config, else the TFDS default.
+      class_order: (name, permutation): the logits are drawn, and split into bands, with the
+        classes in that order (figkd_jax.class_order); default: index order.
+
+    Returns:
+      The path of the PNG.
+    """
+    if num_examples < 1:
+        raise ValueError(f"num_examples={num_examples} must be >= 1")
+    import jax
+
+    from figkd_jax import data
+
+    teacher, data_config = band_teacher(
+        source, dataset=dataset, default_dataset=default_dataset, data_dir=data_dir
+    )
     batch = next(iter(data.eval_stream(data_config, global_batch_size=num_examples)))
     apply = jax.jit(lambda v, images: teacher.model.apply(v, images, train=False))
     logits = np.asarray(apply(teacher.variables, batch["image"]))
+    order_name, permutation = class_order or ("index", np.arange(logits.shape[-1]))
+    permutation = np.asarray(permutation)
+    logits = logits[:, permutation]
     labels = np.asarray(batch["label"])
     keep = np.asarray(batch["mask"])
     panels = {k: v[keep] for k, v in logit_bands(logits).items()}
     name = f"{data_config.name}_{teacher.name}"
+    if class_order is not None:
+        name += f"_{order_name}"
     return _draw_bands(
         panels,
         labels[keep],
-        f"{teacher.name} on {data_config.name} (step {teacher.step})",
+        f"{teacher.name} on {data_config.name} (step {teacher.step}), {order_name} order",
         storage.path(out_dir) / f"bands_{safe_name(name)}.png",
+        permutation,
     )
 
 
-def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, path) -> str:
+def _draw_bands(
+    panels: dict[str, np.ndarray],
+    labels: np.ndarray,
+    title: str,
+    path,
+    permutation: np.ndarray,
+) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -247,21 +282,23 @@ def _draw_bands(panels: dict[str, np.ndarray], labels: np.ndarray, title: str, p
     fig = Figure(figsize=(3.2 * len(columns), 2.2 * num_examples + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(num_examples, len(columns), sharex=True, sharey="row", squeeze=False)
-    classes = np.arange(num_classes)
+    positions = np.arange(num_classes)
     for i in range(num_examples):
-        predicted = int(np.argmax(logits[i]))
+        predicted = int(permutation[np.argmax(logits[i])])
         for j, column in enumerate(columns):
             ax = axes[i, j]
             values = panels[column][i]
-            colors = np.where(classes == labels[i], "tab:red", "tab:blue")
-            ax.bar(classes, values, width=0.9, color=colors)
+            colors = np.where(permutation == labels[i], "tab:red", "tab:blue")
+            ax.bar(positions, values, width=0.9, color=colors)
             ax.axhline(0, color="black", linewidth=0.5)
             energy = float(np.mean(values**2))
             ax.set_title(f"{column} (energy {energy:.3g})", fontsize="small")
             if j == 0:
                 ax.set_ylabel(f"label {labels[i]}, pred {predicted}", fontsize="small")
             if i == num_examples - 1:
-                ax.set_xlabel("class index")
+                ax.set_xlabel("class, in this order")
+                if num_classes <= 20:
+                    ax.set_xticks(positions, [str(c) for c in permutation], fontsize="x-small")
     fig.suptitle(f"{title}: teacher logits and Haar bands over classes (red: true class)")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -16,7 +16,13 @@ method where one exists (`figkd_jax.protocol`, shown in docs/protocol.md and doc
   ``top1_<dataset>_<model>.png`` for models trained alone;
 - ``agreement_<dataset>_<teacher>_to_<student>.png``: teacher–student top-1 agreement per epoch;
 - with ``--bands_from``, ``bands_<dataset>_<model>.png``: a teacher's logits on a few test
-  examples beside their low and high Haar bands (levels 1 and 2) over the class index.
+  examples beside their low and high Haar bands (levels 1 and 2) over the class index, and
+  ``bands_<dataset>_<model>_<order>.png`` in each other class order that FiGKD runs used;
+  report.md then also holds the share of that teacher's logit energy on the eval split in the
+  high band under each class order (index, superclass where the dataset has superclasses, the
+  runs' orders, the teacher's own, and random orders: figkd_jax.class_order).
+
+A FiGKD row names its class order (``figkd (teacher order)``) when its runs recorded one.
 
 Runs of one row that differ in a setting (besides the seed and paths) get one row per
 variant, labelled with the differing config keys, so a sweep of an ablation never averages
@@ -176,10 +182,15 @@ class Row:
     unfinished: tuple[tuple[int, int], ...]
     teacher_top1: float | None
     reference: float | None
+    # The class order(s) of FiGKD runs (figkd_jax.class_order labels); None if not recorded.
+    class_order: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.method} [{self.variant}]" if self.variant else self.method
+        method = (
+            self.method if self.class_order is None else f"{self.method} ({self.class_order} order)"
+        )
+        return f"{method} [{self.variant}]" if self.variant else method
 
 
 def summarize(runs: Iterable[dict[str, Any]]) -> list[Row]:
@@ -213,9 +224,21 @@ def summarize(runs: Iterable[dict[str, Any]]) -> list[Row]:
                 ),
                 teacher_top1=_mean(teacher_top1),
                 reference=reference_top1(dataset, teacher, student, method),
+                class_order=_class_order_label(members),
             )
         )
     return sorted(rows, key=_row_order)
+
+
+def _class_order_label(members: Sequence[dict[str, Any]]) -> str | None:
+    labels = dict.fromkeys(_order_of(r).label for r in members if r.get("class_order"))
+    return " / ".join(labels) if labels else None
+
+
+def _order_of(results: dict[str, Any]):
+    from figkd_jax import class_order
+
+    return class_order.ClassOrder.from_json(results["class_order"])
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -329,6 +352,7 @@ CSV_FIELDS = (
     "last_top1_std",
     "published_top1",
     "teacher_top1",
+    "class_order",
 )
 
 
@@ -363,6 +387,7 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
                         row.teacher_top1,
                     )
                 ),
+                row.class_order or "",
             )
         )
     storage.write_text(path, buffer.getvalue())
@@ -446,6 +471,8 @@ class Report:
     markdown_path: str
     csv_path: str
     plots: list[str]
+    # The high-band energy share by class order (Markdown; "" without bands_from).
+    energy: str = ""
 
 
 def write_report(
@@ -468,17 +495,24 @@ def write_report(
     rows = summarize(runs)
     table = markdown_table(rows)
     pictures = [path for panel in curve_panels(runs) for path in plots.plot_panel(panel, out)]
+    energy = ""
     if bands_from is not None:
         datasets = sorted({r["dataset"] for r in runs})
-        pictures.append(
-            plots.plot_bands(
-                bands_from,
-                out,
-                dataset=bands_dataset,
-                default_dataset=datasets[0] if len(datasets) == 1 else None,
-                data_dir=data_dir,
-            )
+        teacher_source = dict(
+            dataset=bands_dataset,
+            default_dataset=datasets[0] if len(datasets) == 1 else None,
+            data_dir=data_dir,
         )
+        pictures.append(plots.plot_bands(bands_from, out, **teacher_source))
+        orders = runs_class_orders(runs)
+        for name, permutation in orders.items():
+            if name != "index":
+                pictures.append(
+                    plots.plot_bands(
+                        bands_from, out, class_order=(name, permutation), **teacher_source
+                    )
+                )
+        energy = class_order_energy(bands_from, orders, runs, **teacher_source)
     sections = ["# Benchmark report", "", table, ""]
     if any(row.unfinished for row in rows):
         sections += [
@@ -489,6 +523,16 @@ def write_report(
     references = reference_table((r.dataset, r.teacher, r.student) for r in rows if r.teacher)
     if references:
         sections += ["## Published numbers of these pairs (top-1 %)", "", references, ""]
+    if energy:
+        sections += [
+            "## The teacher's logit energy in the high band, by class order",
+            "",
+            f"Teacher `{bands_from}` on the eval split: the share of its centred logit energy "
+            "in the Haar high band (lower: neighbouring classes get similar logits).",
+            "",
+            energy,
+            "",
+        ]
     sections += ["## Plots", ""]
     names = [storage.path(p).name for p in pictures]
     sections += [f"![{name}]({name})" for name in names]
@@ -496,7 +540,62 @@ def write_report(
     storage.write_text(markdown_path, "\n".join(sections) + "\n")
     csv_path = str(storage.path(out) / "report.csv")
     write_csv(rows, csv_path)
-    return Report(rows, table, markdown_path, csv_path, pictures)
+    return Report(rows, table, markdown_path, csv_path, pictures, energy)
+
+
+def runs_class_orders(runs: Iterable[dict[str, Any]]) -> dict[str, tuple[int, ...]]:
+    """{label: permutation} of the class orders the runs used (the first run's of each label),
+    random orders left out (one seed's draw says little: see `class_order_energy`)."""
+    orders = {}
+    for run in runs:
+        if run.get("class_order"):
+            order = _order_of(run)
+            if order.kind != "random":
+                orders.setdefault(order.label, order.permutation)
+    return orders
+
+
+def class_order_energy(
+    source: str,
+    orders: dict[str, Sequence[int]],
+    runs: Sequence[dict[str, Any]],
+    **teacher_source,
+) -> str:
+    """The table of `figkd_jax.class_order.energy_share_table` for the teacher in `source` on
+    its eval split: index order, superclass order where the dataset has one, `orders`, the
+    teacher's own order (made now, at the runs' temperature, unless a run recorded one) and
+    20 random orders; Haar levels 1 to 3."""
+    from figkd_jax import class_order, data, feeds
+
+    teacher, data_config = plots.band_teacher(source, **teacher_source)
+    info = data.get_info(data_config.name)
+    eval_split = data_config.get("eval_split") or info.eval_split
+    logits, _ = feeds.split_logits(
+        teacher.model, teacher.variables, data_config, eval_split, batch_size=256
+    )
+    table_orders = {"index": tuple(range(info.num_classes))}
+    if data_config.name in class_order.COARSE_LABELS:
+        table_orders["superclass"] = tuple(class_order.superclass_order(data_config.name))
+    table_orders.update(orders)
+    if "teacher" not in table_orders:
+        temperatures = [
+            r["config"]["method.temperature"]
+            for r in runs
+            if r["method"] == "figkd" and "method.temperature" in r.get("config", {})
+        ]
+        train_logits, train_labels = feeds.split_logits(
+            teacher.model,
+            teacher.variables,
+            data_config,
+            data_config.get("train_split") or info.train_split,
+            batch_size=256,
+        )
+        table_orders["teacher"] = tuple(
+            class_order.teacher_order(
+                train_logits, train_labels, temperatures[0] if temperatures else 4.0
+            )
+        )
+    return class_order.energy_share_table(logits, table_orders, levels=(1, 2, 3))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -526,6 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.markdown)
+    if report.energy:
+        print(f"\nHigh-band share of the teacher's logit energy by class order:\n{report.energy}")
     print(f"\nWrote {report.markdown_path}, {report.csv_path} and {len(report.plots)} plots.")
     return 0
 

@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from figkd_jax import checkpoints, data, methods, models, storage
+from figkd_jax import class_order as class_order_lib
 from figkd_jax.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
 
 
@@ -43,6 +44,16 @@ class Run:
     total_steps: int
     schedule: optax.Schedule
     tx: optax.GradientTransformationExtraArgs
+    # FiGKD's class order (None for other methods), set by `with_class_order`.
+    class_order: class_order_lib.ClassOrder | None = None
+
+    @property
+    def class_permutation(self) -> np.ndarray | None:
+        """The loss's class permutation; None in index order."""
+        order = self.class_order
+        if order is None or order.permutation == tuple(range(len(order.permutation))):
+            return None
+        return np.asarray(order.permutation)
 
     @property
     def replicated(self):
@@ -131,6 +142,11 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
         )
     if config.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
+    if config.method.name == "figkd":
+        try:
+            class_order_lib.check(config.method.figkd.class_order, info.name, info.num_classes)
+        except ValueError as e:
+            raise ConfigError(f"config.method.figkd.class_order: {e}") from None
     num_devices = jax.device_count()
     for field in ("batch_size", "eval_batch_size"):
         size = config[field]
@@ -315,6 +331,36 @@ def load_teacher(run: Run) -> Teacher | None:
         model=config.teacher.model,
         dtype=models.compute_dtype(config.dtype),
         sharding=run.replicated,
+    )
+
+
+def make_class_order(run: Run, teacher_logits=None):
+    """The class order of `run`'s config (None unless the method is FiGKD).
+
+    `teacher_logits` (called for "teacher" only): ``() -> (logits [N, C], labels [N])`` of the
+    frozen teacher on the training split. Raises ConfigError when the order cannot be made.
+    """
+    config = run.config
+    if config.method.name != "figkd":
+        return None
+    try:
+        return class_order_lib.make(
+            config.method.figkd.class_order,
+            dataset=run.info.name,
+            num_classes=run.info.num_classes,
+            seed=config.seed,
+            teacher_logits=teacher_logits,
+            temperature=config.method.temperature,
+        )
+    except ValueError as e:
+        raise ConfigError(f"config.method.figkd.class_order: {e}") from None
+
+
+def with_class_order(run: Run, order) -> Run:
+    """`run` whose objective (and band diagnostics) see the classes in `order`."""
+    run = dataclasses.replace(run, class_order=order)
+    return dataclasses.replace(
+        run, objective=methods.build(run.config.method, class_permutation=run.class_permutation)
     )
 
 

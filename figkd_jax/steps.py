@@ -213,14 +213,16 @@ def eval_step(
     return sums
 
 
-def band_diagnostics_for(config) -> Callable[..., dict[str, jax.Array]]:
-    """Band diagnostics at the run's FiGKD level and mode (level 1 for other methods)."""
+def band_diagnostics_for(config, class_permutation=None) -> Callable[..., dict[str, jax.Array]]:
+    """Band diagnostics at the run's FiGKD level, mode and class order (`class_permutation`,
+    the loss's; None: index order), or at level 1 in index order for other methods."""
     figkd = config.method.name == "figkd"
     return functools.partial(
         diagnostics.band_diagnostics,
         level=config.method.figkd.level if figkd else 1,
         mode=config.method.figkd.mode if figkd else "symmetric",
         temperature=config.method.temperature,
+        class_permutation=class_permutation if figkd else None,
     )
 
 
@@ -235,7 +237,7 @@ def make_train_step(run, teacher: nn.Module | None):
         tx=run.tx,
         schedule=run.schedule,
         steps_per_epoch=run.steps_per_epoch,
-        band_diagnostics=band_diagnostics_for(run.config),
+        band_diagnostics=band_diagnostics_for(run.config, run.class_permutation),
         strong_view=strong_view_function(run),
     )
 

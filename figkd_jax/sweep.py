@@ -19,7 +19,9 @@ tabulates it.
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 from absl import logging
+from scipy import stats
 
 from figkd_jax import methods, storage, train
 from figkd_jax.run_setup import ConfigError, build_run
@@ -37,6 +39,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     base.sweep.methods, base.sweep.seeds, base.sweep.train_teacher = (), (), False
     base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
     base.sweep.teacher_learning_rate = None
+    base.sweep.teacher_train_split = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
             raise ConfigError("config.sweep.train_teacher needs config.teacher.model")
@@ -52,6 +55,8 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
             teacher.optim.lr_decay_epochs = tuple(config.sweep.teacher_lr_decay_epochs)
         if config.sweep.teacher_learning_rate is not None:
             teacher.optim.learning_rate = config.sweep.teacher_learning_rate
+        if config.sweep.teacher_train_split is not None:
+            teacher.dataset.train_split = config.sweep.teacher_train_split
         runs.append(("teacher", teacher))
     for method in config.sweep.methods or (config.method.name,):
         methods.get(method)
@@ -81,15 +86,58 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return results
 
 
-def summary_table(results: dict[str, dict]) -> str:
-    """A Markdown table: run, model, method, best and last top-1, wall time."""
-    lines = [
-        "| run | model | method | best top-1 (%) | last top-1 (%) | wall time (s) |",
-        "|---|---|---|---|---|---|",
-    ]
+def summary_table(results: dict[str, dict], baseline: str = "ce") -> str:
+    """A Markdown table of the sweep: one row per run name without its ``_seed<k>``.
+
+    Each row holds the number of seeds, the mean ± sample std of best and last top-1, their
+    differences from the `baseline` method's means, and the summed wall time. A difference is
+    marked ``*`` when it exceeds its noise: a pooled two-sample t-test over the seeds rejects
+    equal means at 5% (``|diff| > t_0.975(n_a + n_b - 2) * s_pooled * sqrt(1/n_a + 1/n_b)``).
+    Seeds vary initialisation and data order only, on one fixed test set.
+    """
+    groups: dict[str, list[dict]] = {}
     for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['model']} | {r['method']} | {100 * r['best_top1']:.2f} "
-            f"| {100 * r['last_top1']:.2f} | {r['wall_time']:.1f} |"
-        )
+        prefix, sep, seed = name.rpartition("_seed")
+        groups.setdefault(prefix if sep and seed.isdigit() else name, []).append(r)
+    top1 = {
+        name: {k: [100 * r[f"{k}_top1"] for r in members] for k in ("best", "last")}
+        for name, members in groups.items()
+    }
+    lines = [
+        f"| run | model | seeds | best top-1 (%) | last top-1 (%) | best − {baseline} "
+        f"| last − {baseline} | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, members in groups.items():
+        cells = [name, members[0]["model"], str(len(members))]
+        cells += [_mean_std(top1[name][k]) for k in ("best", "last")]
+        for k in ("best", "last"):
+            is_baseline = name == baseline or baseline not in top1 or name == "teacher"
+            cells.append("" if is_baseline else _difference(top1[name][k], top1[baseline][k]))
+        cells.append(f"{sum(r['wall_time'] for r in members):.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(
+        f"\n`*`: the difference from {baseline} exceeds its noise (pooled two-sample t-test "
+        "over seeds, 5%)."
+    )
     return "\n".join(lines)
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.2f}"
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+
+
+def _difference(values: list[float], baseline: list[float]) -> str:
+    """Mean difference, marked ``*`` when a pooled two-sample t-test rejects it at 5%."""
+    diff = float(np.mean(values) - np.mean(baseline))
+    dof = len(values) + len(baseline) - 2
+    if dof < 1:
+        return f"{diff:+.2f}"
+    pooled = (
+        (len(values) - 1) * np.var(values, ddof=1) + (len(baseline) - 1) * np.var(baseline, ddof=1)
+    ) / dof
+    standard_error = np.sqrt(pooled * (1 / len(values) + 1 / len(baseline)))
+    significant = abs(diff) > stats.t.ppf(0.975, dof) * standard_error
+    return f"{diff:+.2f}{' *' if significant else ''}"

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from figkd_jax import data, events, feeds, run_setup, steps, storage, workdir_lock
+from figkd_jax import class_order, data, events, feeds, run_setup, steps, storage, workdir_lock
 from figkd_jax import workdir as workdir_lib
 from figkd_jax.run_setup import ConfigError, Run, Teacher
 
@@ -59,14 +59,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 "--config.on_changed_config=continue (resume with the new config) or "
                 "=overwrite (delete that run)"
             )
+        overwrite = bool(changed) and config.on_changed_config == "overwrite"
+        run, new_order = _in_class_order(run, teacher, workdir, reuse=not overwrite)
         if jax.process_index() == 0:
-            if changed and config.on_changed_config == "overwrite":
+            if overwrite:
                 workdir_lib.delete_run(workdir)
             storage.path(workdir).mkdir(parents=True, exist_ok=True)
             workdir_lib.write_json(
                 storage.path(workdir) / workdir_lib.CONFIG_FILE, workdir_lib.config_to_dict(config)
             )
+            if new_order:
+                class_order.save(workdir, run.class_order)
         return _train(run, teacher, workdir, lock)
+
+
+def _in_class_order(run: Run, teacher: Teacher | None, workdir: str, *, reuse: bool):
+    """(`run` in its FiGKD class order, whether that order is new and must be saved).
+
+    The order saved in `workdir` is reused when it was made for the same config value (a
+    resumption never recomputes it); otherwise it is made now, the teacher's from its
+    predictions on the training split.
+    """
+    config = run.config
+    if config.method.name != "figkd":
+        return run, False
+    requested = config.method.figkd.class_order
+    try:
+        saved = class_order.load_saved(workdir, run.info.num_classes) if reuse else None
+    except ValueError as e:
+        raise ConfigError(f"workdir {workdir}: {e}") from None
+    if saved is not None and saved.requested == requested:
+        order, new = saved, False
+    else:
+        order = run_setup.make_class_order(
+            run,
+            lambda: feeds.split_logits(
+                teacher.model,
+                teacher.variables,
+                config.dataset,
+                run.info.train_split,
+                batch_size=config.eval_batch_size,
+                run=run,
+            ),
+        )
+        new = True
+    shown = ", ".join(map(str, order.permutation[:32]))
+    more = ", ..." if len(order.permutation) > 32 else ""
+    logging.info(
+        "Class order %s (%s): [%s%s]", order.label, "made" if new else "reused", shown, more
+    )
+    return run_setup.with_class_order(run, order), new
 
 
 def _train(

@@ -22,7 +22,7 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from figkd_jax import checkpoints, events, methods, storage
+from figkd_jax import checkpoints, class_order, events, methods, storage
 from figkd_jax.run_setup import ConfigError, Run
 from figkd_jax.steps import TrainState
 
@@ -83,7 +83,7 @@ def delete_run(workdir: str) -> None:
     directory = storage.path(workdir)
     if (directory / CHECKPOINTS_DIR).exists():
         (directory / CHECKPOINTS_DIR).rmtree()
-    for name in (CONFIG_FILE, RESULTS_FILE, *events.files(workdir)):
+    for name in (CONFIG_FILE, RESULTS_FILE, class_order.FILE_NAME, *events.files(workdir)):
         (directory / name).unlink(missing_ok=True)
 
 
@@ -266,6 +266,7 @@ def results(run: Run, meta: dict) -> dict:
         else None,
         "method": run.config.method.name,
         "standardize": bool(run.config.method.standardize),
+        "class_order": run.class_order.to_json() if run.class_order else None,
         "seed": run.config.seed,
         "num_epochs": run.config.num_epochs,
         "epochs_done": last["epoch"] if last else 0,

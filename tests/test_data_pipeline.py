@@ -246,3 +246,20 @@ def test_not_prepared_errors_name_the_command_files_and_directories(tmp_path):
     (manual / "TestImages.txt").write_text("")
     with pytest.raises(data.DatasetNotPreparedError, match=f"files found in {manual}"):
         data.check_prepared(mit67)
+
+
+def test_a_digits_slice_is_that_range_of_the_split():
+    from figkd_jax.data import digits
+
+    images, labels = digits.load_split("train")
+    sliced_images, sliced_labels = digits.load_split("train[:320]")
+    np.testing.assert_array_equal(sliced_images, images[:320])
+    np.testing.assert_array_equal(sliced_labels, labels[:320])
+    assert np.bincount(sliced_labels).tolist() == [34, 32, 33, 34, 29, 33, 30, 32, 32, 31]
+    np.testing.assert_array_equal(
+        digits.load_split("test[390:]")[1], digits.load_split("test")[1][390:]
+    )
+    with pytest.raises(ValueError, match="digits split must be one of"):
+        digits.load_split("validation[:10]")
+    with pytest.raises(ValueError, match="is empty"):
+        digits.load_split("train[5:5]")

@@ -15,22 +15,20 @@ def test_demo_sweep_plan_names_links_and_validates_every_run(tmp_path):
     config = demo.get_config()
     assert sweep.is_sweep(config)
     plan = sweep.plan(config)
-    assert [name for name, _ in plan] == [
-        "teacher",
-        "ce_seed0",
-        "kd_seed0",
-        "dkd_seed0",
-        "figkd_seed0",
-    ]
+    students = [f"{m}_seed{s}" for m in ("ce", "kd", "dkd", "figkd") for s in (0, 1, 2)]
+    assert [name for name, _ in plan] == ["teacher", *students]
     runs = dict(plan)
     teacher = runs["teacher"]
-    assert (teacher.model, teacher.method.name, teacher.num_epochs) == ("resnet20", "ce", 15)
-    assert tuple(teacher.optim.lr_decay_epochs) == (10, 13)
+    assert (teacher.model, teacher.method.name, teacher.num_epochs) == ("resnet20", "ce", 20)
+    assert tuple(teacher.optim.lr_decay_epochs) == (14, 18)
+    assert teacher.dataset.train_split == "train"
     assert teacher.teacher.workdir is None and not sweep.is_sweep(teacher)
-    for name in ("kd_seed0", "dkd_seed0", "figkd_seed0"):
-        assert runs[name].teacher.workdir == "teacher"
+    for name in students:
+        assert runs[name].dataset.train_split == "train[:320]"
         assert runs[name].method.name == name.split("_")[0]
-    assert runs["ce_seed0"].teacher.workdir is None
+        assert runs[name].seed == int(name[-1])
+        expected = None if name.startswith("ce_") else "teacher"
+        assert runs[name].teacher.workdir == expected
     for _, config in plan:
         if config.teacher.workdir == "teacher":
             config.teacher.workdir = str(tmp_path / "teacher")

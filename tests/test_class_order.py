@@ -1,0 +1,288 @@
+"""Class orders: the loss and diagnostics in an order, the teacher's order on a constructed
+teacher, CIFAR-100's superclasses, the high-band energy share, and saving and resuming."""
+
+import csv
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from figkd_jax import class_order, diagnostics, losses, methods, run_setup, train
+from tests.train_worker import digits_config
+
+# A float32 loss of O(1) through a few dozen operations: relative rounding of a few hundred
+# ulps at most, whatever the reduction order of the CPU.
+RTOL = 1e-5
+
+
+def _logits(seed, shape=(6, 10)):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=shape).astype(np.float32) * 3
+
+
+def _method_config(name):
+    config = default.get_config().method
+    config.name = name
+    return config
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_permuted_loss_equals_the_loss_on_permuted_logits(level):
+    s, t = _logits(0), _logits(1)
+    permutation = np.random.default_rng(2).permutation(10)
+    permuted = losses.figkd_loss(s, t, level=level, class_permutation=permutation)
+    reference = losses.figkd_loss(s[:, permutation], t[:, permutation], level=level)
+    np.testing.assert_allclose(permuted, reference, rtol=RTOL)
+    # The order matters: the index order gives another value.
+    assert not np.allclose(losses.figkd_loss(s, t, level=level), reference, rtol=1e-3)
+
+
+def test_objective_in_a_class_order_reorders_figkd_and_keeps_the_others():
+    s, t = _logits(3), _logits(4)
+    labels = jnp.array([0, 3, 9, 5, 5, 1])
+    permutation = np.random.default_rng(5).permutation(10)
+    figkd = methods.build(_method_config("figkd"), class_permutation=permutation)
+    terms = figkd(s, t, labels, epoch=1)
+    np.testing.assert_allclose(
+        terms["figkd"], losses.figkd_loss(s, t, class_permutation=permutation), rtol=RTOL
+    )
+    np.testing.assert_allclose(terms["ce"], methods.cross_entropy(s, labels), rtol=RTOL)
+    # DKD reads the labels: renumbered with the logits, its value does not change.
+    for name in ("kd", "dkd"):
+        ordered = methods.build(_method_config(name), class_permutation=permutation)
+        plain = methods.build(_method_config(name))
+        got, want = ordered(s, t, labels, epoch=1), plain(s, t, labels, epoch=1)
+        for term in want:
+            np.testing.assert_allclose(got[term], want[term], rtol=RTOL)
+
+
+def test_band_diagnostics_see_the_order_the_loss_sees():
+    s, t = _logits(6), _logits(7)
+    permutation = np.random.default_rng(8).permutation(10)
+    got = diagnostics.band_diagnostics(s, t, class_permutation=permutation)
+    want = diagnostics.band_diagnostics(s[:, permutation], t[:, permutation])
+    for name in diagnostics.DIAGNOSTICS:
+        np.testing.assert_allclose(got[name], want[name], rtol=RTOL)
+    np.testing.assert_allclose(
+        got["kl_high"],
+        np.mean(losses.figkd_loss(s, t, class_permutation=permutation)),
+        rtol=RTOL,
+    )
+
+
+# Eight classes in four similar pairs, deliberately not neighbours in index order.
+PAIRS = ((0, 5), (1, 3), (2, 7), (4, 6))
+
+
+def _paired_teacher(num_per_class=30, seed=0):
+    """Logits of a teacher that gives an image of class c a high logit, its pair partner a
+    middling one, and every other class noise."""
+    rng = np.random.default_rng(seed)
+    partner = {a: b for pair in PAIRS for a, b in (pair, pair[::-1])}
+    labels = np.repeat(np.arange(8), num_per_class)
+    logits = rng.normal(scale=0.5, size=(len(labels), 8))
+    logits[np.arange(len(labels)), labels] += 6.0
+    logits[np.arange(len(labels)), [partner[c] for c in labels]] += 4.0
+    return logits.astype(np.float32), labels
+
+
+def test_teacher_order_recovers_the_similar_pairs():
+    logits, labels = _paired_teacher()
+    order = class_order.teacher_order(logits, labels, temperature=4.0)
+    assert sorted(order.tolist()) == list(range(8))
+    haar_pairs = {tuple(sorted(order[k : k + 2].tolist())) for k in range(0, 8, 2)}
+    assert haar_pairs == set(PAIRS)
+    # It puts less of the teacher's energy in the high band than the index or a random order.
+    share = class_order.high_band_energy_share(logits, order)
+    assert share < class_order.high_band_energy_share(logits)
+    assert share < class_order.high_band_energy_share(logits, class_order.random_order(8, 0))
+
+
+def test_similarity_of_a_class_with_no_example_is_an_error():
+    logits, labels = _paired_teacher()
+    keep = labels != 3
+    with pytest.raises(ValueError, match=r"classes \[3\] have no example"):
+        class_order.teacher_order(logits[keep], labels[keep], temperature=4.0)
+
+
+def test_high_band_energy_share_at_level_1_is_the_pair_differences_share():
+    z = _logits(9, (5, 12)).astype(np.float64)
+    permutation = np.random.default_rng(10).permutation(12)
+    p = z[:, permutation]
+    # Level 1, even C: the high band of pair (a, b) is (a - b) / 2 and -(a - b) / 2.
+    high_energy = np.sum((p[:, 0::2] - p[:, 1::2]) ** 2 / 2)
+    centred_energy = np.sum((z - z.mean(axis=1, keepdims=True)) ** 2)
+    np.testing.assert_allclose(
+        class_order.high_band_energy_share(z, permutation), high_energy / centred_energy, rtol=1e-5
+    )
+
+
+def test_energy_share_table_has_a_row_per_order_and_a_random_row():
+    logits, labels = _paired_teacher()
+    orders = {"index": list(range(8)), "teacher": class_order.teacher_order(logits, labels, 4.0)}
+    table = class_order.energy_share_table(logits, orders, levels=(1, 2, 5), random_draws=5)
+    lines = table.splitlines()
+    assert lines[0] == "| class order | high-band share, level 1 | high-band share, level 2 |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == [
+        "| index",
+        "| teacher",
+        "| random (5 seeds)",
+    ]
+
+
+def test_cifar100_superclasses_match_the_published_fine_to_coarse_labels():
+    # The coarse label of each fine label (0..99) as CIFAR-100's own records give it, the
+    # vector commonly transcribed as `sparse2coarse`.
+    published = [
+        4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11,
+        6, 11, 5, 10, 7, 6, 13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5,
+        5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18, 17,
+        10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13,
+        16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+    ]  # fmt: skip
+    np.testing.assert_array_equal(class_order.cifar100_coarse_labels(), published)
+    order = class_order.superclass_order("cifar100")
+    coarse = np.asarray(published)[order]
+    np.testing.assert_array_equal(coarse, np.repeat(np.arange(20), 5))
+    with pytest.raises(ValueError, match="'superclass' needs a dataset with superclasses"):
+        class_order.superclass_order("digits")
+
+
+def test_tfds_cifar100_has_the_20_coarse_labels_the_order_uses():
+    import tensorflow_datasets as tfds
+
+    features = tfds.builder_cls("cifar100")().info.features
+    assert features["label"].num_classes == len(class_order.cifar100_coarse_labels())
+    assert features["coarse_label"].num_classes == len(class_order.CIFAR100_SUPERCLASSES)
+
+
+def test_random_order_is_a_pure_function_of_the_seed():
+    np.testing.assert_array_equal(
+        class_order.random_order(100, 3), class_order.random_order(100, 3)
+    )
+    assert not np.array_equal(class_order.random_order(100, 3), class_order.random_order(100, 4))
+
+
+def _figkd_config(**overrides):
+    config = digits_config(**overrides)
+    config.method.name = "figkd"
+    config.teacher.model = "resnet8"
+    config.teacher.workdir = "/nonexistent"
+    return config
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("superclass", "'superclass' needs a dataset with superclasses"),
+        ("/no/such/order.json", "neither one of"),
+    ],
+)
+def test_a_class_order_that_cannot_run_fails_before_anything_is_written(value, message):
+    config = _figkd_config()
+    config.method.figkd.class_order = value
+    with pytest.raises(run_setup.ConfigError, match=message):
+        run_setup.build_run(config)
+
+
+def test_a_saved_order_of_another_class_count_is_refused(tmp_path):
+    order = class_order.make("random", dataset="digits", num_classes=12, seed=0)
+    class_order.save(str(tmp_path), order)
+    config = _figkd_config()
+    config.method.figkd.class_order = str(tmp_path)
+    with pytest.raises(run_setup.ConfigError, match=r"must hold each of 0\.\.9 exactly once"):
+        run_setup.build_run(config)
+
+
+@pytest.fixture(scope="module")
+def teacher_workdir(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("teacher"))
+    train.train_and_evaluate(digits_config(num_epochs=1, max_steps=3), workdir)
+    return workdir
+
+
+def test_teacher_order_is_saved_and_reused_on_resume(teacher_workdir, tmp_path, monkeypatch):
+    config = _figkd_config(num_epochs=1, max_steps=2)
+    config.teacher.workdir = teacher_workdir
+    config.method.figkd.class_order = "teacher"
+    workdir = str(tmp_path / "student")
+    train.train_and_evaluate(config, workdir)
+    saved = class_order.load_saved(workdir, 10)
+    assert saved.kind == "teacher" and sorted(saved.permutation) == list(range(10))
+    assert saved.details["temperature"] == config.method.temperature
+    # Replace the saved order: a resumption must use it and never recompute the order.
+    replaced = class_order.ClassOrder("teacher", tuple(range(9, -1, -1)), {}, "teacher")
+    class_order.save(workdir, replaced)
+    monkeypatch.setattr(class_order, "teacher_order", lambda *a: pytest.fail("recomputed"))
+    results = train.train_and_evaluate(_figkd_resumed(config), workdir)
+    assert results["class_order"]["permutation"] == list(range(9, -1, -1))
+    assert class_order.load_saved(workdir).permutation == replaced.permutation
+    # Another run can take that order from the workdir: it is read, with its source.
+    other = _figkd_resumed(config)
+    other.method.figkd.class_order = workdir
+    results = train.train_and_evaluate(other, str(tmp_path / "other"))
+    assert results["class_order"]["kind"] == "file"
+    assert results["class_order"]["permutation"] == list(range(9, -1, -1))
+    with open(tmp_path / "other" / "class_order.json") as f:
+        assert json.load(f)["details"]["source"] == workdir
+
+
+def _figkd_resumed(config):
+    resumed = _figkd_config(num_epochs=1, max_steps=4)
+    resumed.teacher.workdir = config.teacher.workdir
+    resumed.method.figkd.class_order = config.method.figkd.class_order
+    return resumed
+
+
+def _write_results(directory, seed, order):
+    """A digits FiGKD results.json (as workdir.results writes it) that used `order`."""
+    directory.mkdir(parents=True)
+    history = [{"epoch": 1, "step": 21, "top1": 0.9 + seed / 100, "top5": 1.0}]
+    results = {
+        "dataset": "digits",
+        "model": "resnet8",
+        "teacher": "resnet8",
+        "method": "figkd",
+        "standardize": False,
+        "seed": seed,
+        "num_epochs": 1,
+        "epochs_done": 1,
+        "best_top1": history[0]["top1"],
+        "best_epoch": 1,
+        "last_top1": history[0]["top1"],
+        "last_epoch": 1,
+        "teacher_eval": {"top1": 0.95, "top5": 1.0},
+        "history": history,
+        "config": {"seed": seed, "method.name": "figkd", "method.temperature": 4.0},
+        "class_order": order.to_json(),
+        "wall_time": 1.0,
+    }
+    (directory / "results.json").write_text(json.dumps(results))
+
+
+def test_report_names_the_order_of_each_row_and_its_energy_share(teacher_workdir, tmp_path):
+    from figkd_jax import report
+
+    order = class_order.ClassOrder("teacher", (1, 7, 0, 2, 3, 5, 4, 6, 8, 9), {}, "teacher")
+    for seed in (0, 1):
+        _write_results(tmp_path / "runs" / f"figkd_seed{seed}", seed, order)
+    written = report.write_report(
+        [str(tmp_path / "runs")], str(tmp_path / "out"), bands_from=teacher_workdir
+    )
+    (row,) = written.rows
+    assert row.label == "figkd (teacher order)" and row.seeds == (0, 1)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| digits | resnet8 | resnet8 | figkd (teacher order) | 2 |" in text
+    # The energy table: index, the runs' teacher order, and random orders, levels 1 to 3.
+    section = text.split("by class order")[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
+    assert rows == ["| class order", "| index", "| teacher", "| random (20 seeds)"]
+    assert "high-band share, level 3 |" in section and written.energy in section
+    # The band picture in the teacher's order beside the index one.
+    names = [os.path.basename(p) for p in written.plots]
+    assert names[-2:] == ["bands_digits_resnet8.png", "bands_digits_resnet8_teacher.png"]
+    with open(written.csv_path, newline="") as f:
+        assert next(csv.DictReader(f))["class_order"] == "teacher"
