@@ -180,6 +180,14 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
 
 
+def _drop_abandoned_read_futures(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not (
+        message.startswith("Future exception was never retrieved")
+        and ("OCDBT" in message or "tensorstore" in message.lower())
+    )
+
+
 def silence_abandoned_reads() -> None:
     """Keeps the reads that orbax abandons when a restore fails off stderr (idempotent).
 
@@ -194,6 +202,8 @@ def silence_abandoned_reads() -> None:
     previous = sys.unraisablehook
     if getattr(previous, "drops_abandoned_reads", False):
         return
+    # The same reads' failed futures, when collected, are logged by asyncio instead.
+    logging.getLogger("asyncio").addFilter(_drop_abandoned_read_futures)
 
     def hook(unraisable):
         closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (

@@ -54,13 +54,15 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
     The reference decays at the start of epoch ``e + 1`` (counted from 1) for
     each ``e`` in ``lr_decay_epochs``; per step that is step ``e * steps_per_epoch``.
     """
-    return optax.piecewise_constant_schedule(
+    schedule = optax.piecewise_constant_schedule(
         config.optim.learning_rate,
         {
             int(e) * steps_per_epoch: config.optim.lr_decay_rate
             for e in config.optim.lr_decay_epochs
         },
     )
+    # Without decays optax returns the bare Python float; the steps log an array per step.
+    return lambda step: jnp.asarray(schedule(step), jnp.float32)
 
 
 def _scale_by_schedule_at(schedule: optax.Schedule) -> optax.GradientTransformationExtraArgs:

@@ -42,6 +42,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         data.check_prepared(config.dataset)
         info = data.prepared_info(config.dataset)
         data.check_host_memory(config.dataset, info)
+    except storage.StorageError:
+        raise  # already one line naming the path
     except ValueError as e:  # a dataset not prepared raises FileNotFoundError
         raise ConfigError(f"config.dataset: {e}") from None
     run = run_setup.build_run(config, info)

@@ -79,6 +79,7 @@ def test_torch_batches_equal_the_on_device_jax_batches():
     )
 
 
+@pytest.mark.slow
 def test_torch_step_help_and_quick(without_tf):
     result = run_script("benchmarks/torch_step.py", "--help", hidden=without_tf)
     assert result.returncode == 0 and "--steps_per_sync" in result.stdout, result.stderr

@@ -204,6 +204,7 @@ def teacher_workdir(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_teacher_order_is_saved_and_reused_on_resume(teacher_workdir, tmp_path, monkeypatch):
     config = _figkd_config(num_epochs=1, max_steps=2)
     config.teacher.workdir = teacher_workdir

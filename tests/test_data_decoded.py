@@ -224,6 +224,7 @@ def test_bad_fields(fields, message):
         sources.resolve(_config(**fields))
 
 
+@pytest.mark.slow
 def test_benchmark_help_and_quick_run():
     script = [sys.executable, str(REPO / "benchmarks" / "input_pipeline.py")]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}

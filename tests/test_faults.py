@@ -128,6 +128,7 @@ def test_damaged_checkpoints_are_set_aside_and_the_run_resumes_from_an_intact_on
     assert sum(n.startswith(("21.damaged", "42.damaged", "30.damaged")) for n in names) == 3
 
 
+@pytest.mark.slow
 def test_damaged_teacher_is_one_line_naming_the_file(tmp_path):
     directory = write_teacher_checkpoint(tmp_path / "teacher")
     _truncate_largest_file(os.path.join(directory, "0", "variables"))
@@ -298,6 +299,17 @@ OUT_OF_RANGE = {
     "method.figkd.ce_weight": -1.0,
     "method.figkd.figkd_weight": -1.0,
     "method.figkd.level": 0,
+    "method.figkd.ls_temperature": 0.0,
+    "method.figkd.ls_weight_scale": -9.0,
+    "method.kd.ls_temperature": -2.0,
+    "method.kd.ls_kd_weight": -9.0,
+    "method.dkd.ls_temperature": 0.0,
+    "method.dkd.ls_weight_scale": -1.0,
+    "method.dist.ce_weight": -1.0,
+    "method.dist.beta": -2.0,
+    "method.dist.gamma": float("nan"),
+    "method.mlkd.ce_weight": -0.1,
+    "method.mlkd.kd_weight": -0.9,
     "sweep.teacher_num_epochs": 0,
 }
 
@@ -382,6 +394,7 @@ def test_launcher_reports_a_flag_or_config_mistake_in_one_line(case, tmp_path):
     assert not os.path.exists(workdir)
 
 
+@pytest.mark.slow
 def test_launcher_refuses_an_out_of_range_value_in_one_line(tmp_path):
     workdir = str(tmp_path / "run")
     line = _error_line(_launch(workdir, "--config.optim.learning_rate=-0.1"))

@@ -170,7 +170,12 @@ def _launch_processes(workdirs, *args):
 @pytest.mark.slow
 def test_two_processes_share_a_gcs_workdir_through_preemption_and_resume(gcs, bucket, tmp_path):
     workdir = f"{bucket}/runs/two_processes"
-    args = ["--config=configs/default.py", "--config.num_epochs=2", "--config.log_every_steps=7"]
+    args = [
+        "--config=configs/default.py",
+        "--config.num_epochs=2",
+        "--config.optim.lr_decay_epochs=(1,)",
+        "--config.log_every_steps=7",
+    ]
     procs = _launch_processes([workdir, workdir], *args)
     deadline = time.time() + 300
     while 21 not in _committed_steps(gcs, "runs/two_processes"):
@@ -196,6 +201,7 @@ def test_two_processes_share_a_gcs_workdir_through_preemption_and_resume(gcs, bu
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
 
 
+@pytest.mark.slow
 def test_processes_that_do_not_share_the_workdir_stop_with_one_line(tmp_path):
     procs = _launch_processes(
         [str(tmp_path / "host0"), str(tmp_path / "host1")], "--config=configs/default.py"
@@ -209,6 +215,7 @@ def test_processes_that_do_not_share_the_workdir_stop_with_one_line(tmp_path):
     assert not any((tmp_path / name / "config.json").exists() for name in ("host0", "host1"))
 
 
+@pytest.mark.slow
 def test_bad_storage_paths_fail_with_one_line_and_write_nothing(gcs, bucket, tmp_path):
     no_credentials = dict(
         os.environ,
@@ -274,6 +281,7 @@ def _readme_recipe_commands(program):
     return [c.strip() for c in commands]
 
 
+@pytest.mark.slow
 def test_readme_recipe_commands_run_against_the_emulator(gcs, bucket, capsys):
     prefix = f"{bucket}/readme"
     # The arguments after `python <program>`, with $BUCKET in the emulator's bucket.

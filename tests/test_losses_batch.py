@@ -176,6 +176,7 @@ def test_gram_terms_are_zero_for_equal_predictions_and_positive_otherwise(x64):
         assert np.all(value > 0) and np.ptp(value) == 0.0
 
 
+@pytest.mark.slow
 def test_masks_take_examples_out_of_the_batch_terms():
     b, c = 6, 10
     sw, tw, ss, ts = (logits((b, c), seed, dtype=np.float32) for seed in range(10, 14))
@@ -217,6 +218,7 @@ def test_masks_take_examples_out_of_the_batch_terms():
         np.testing.assert_array_equal(value, 0.0)
 
 
+@pytest.mark.slow
 def test_gradients(x64):
     sw, tw, ss, ts = (logits((4, 5), seed, scale=1.0) for seed in range(20, 24))
 

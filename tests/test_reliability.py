@@ -338,6 +338,7 @@ def test_unreadable_teacher_checkpoint(tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_workdir_of_a_different_run_is_refused_unless_told(tmp_path):
     workdir = str(tmp_path / "run")
     train.train_and_evaluate(digits_config(max_steps=2), workdir)
@@ -361,6 +362,7 @@ def test_workdir_of_a_different_run_is_refused_unless_told(tmp_path):
         assert f.read() == "keep me"
 
 
+@pytest.mark.slow
 def test_launcher_prints_one_line_and_exits_nonzero(tmp_path):
     workdir = str(tmp_path / "run")
     proc = subprocess.run(

@@ -84,6 +84,7 @@ def test_mlkd_trains_end_to_end_on_both_input_paths(tmp_path):
         config = benchmarks.benchmark_config("cifar100", arg)
         config.model = "resnet8"
         config.num_epochs = 1
+        config.optim.lr_decay_epochs = ()
         config.batch_size = 4
         config.eval_batch_size = 4
         config.log_every_steps = 1

@@ -39,6 +39,7 @@ def test_teacher_run_writes_results_checkpoints_and_events(teacher_workdir):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(teacher_workdir))
 
 
+@pytest.mark.slow
 def test_student_distils_from_the_teacher_run(teacher_workdir, tmp_path):
     config = digits_config(num_epochs=1)
     config.method.name = "figkd"
@@ -61,6 +62,7 @@ def test_student_distils_from_the_teacher_run(teacher_workdir, tmp_path):
     assert {"train/bands/kl_high", "train/bands/teacher_high_energy"} <= tags
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     config = digits_config(num_epochs=2)
     full = train.train_and_evaluate(config, str(tmp_path / "full"))
@@ -71,6 +73,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     _assert_same_variables(tmp_path / "full", tmp_path / "resumed", config)
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_rerun_bit_for_bit(tmp_path):
     # The README promises that a rerun on the same machine reproduces the demo's table
     # exactly: same XLA programs on the same CPU, and every batch a pure function of
@@ -171,6 +174,7 @@ def test_two_processes_compute_what_one_process_computes(tmp_path):
     _assert_close(multi, single)
 
 
+@pytest.mark.slow
 def test_on_device_input_and_scanned_steps_match_host_steps(tmp_path):
     runs = {
         "host": digits_config(max_steps=3, input_on_device="host"),
@@ -191,6 +195,7 @@ def test_on_device_input_and_scanned_steps_match_host_steps(tmp_path):
     _assert_same_variables(tmp_path / "device5", tmp_path / "scanned5", config, exact=False)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters_and_losses(tmp_path):
     config = digits_config(max_steps=4, dtype="bfloat16", log_every_steps=2)
     train.train_and_evaluate(config, str(tmp_path))

@@ -44,6 +44,7 @@ def _small(config):
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "arg", "image_shape", "num_classes"),
     [
