@@ -1,37 +1,28 @@
 """The methods dist and mlkd: their terms, weights and per-pair settings."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from configs import benchmarks, default
+from configs import benchmarks
 from figkd_jax import losses, methods, protocol
-
-
-def _method(name, **fields):
-    config = default.get_config().method
-    config.name = name
-    for key, value in fields.items():
-        block, _, field = key.rpartition("__")
-        (config[block] if block else config)[field] = value
-    return methods.build(config)
+from tests.objectives import build_objective, random_logits
 
 
 def _logits(seed, shape=(8, 10)):
-    return jax.random.normal(jax.random.key(seed), shape) * 3
+    return random_logits(seed, shape)
 
 
 def test_dist_is_cross_entropy_plus_the_weighted_relations():
     s, t, y = _logits(0), _logits(1), jnp.arange(8) % 10
-    out = _method("dist")(s, t, y, epoch=1)
+    out = build_objective("dist")(s, t, y, epoch=1)
     assert set(out) == {"ce", "dist"}
     ce = optax.softmax_cross_entropy_with_integer_labels(s, y)
     np.testing.assert_allclose(out["ce"], ce, rtol=1e-6)
     expected = losses.dist_loss(s, t, temperature=4.0, beta=2.0, gamma=2.0)
     np.testing.assert_allclose(out["dist"], expected, rtol=1e-6)
-    standardized = _method("dist", standardize=True)(s, t, y, epoch=1)
+    standardized = build_objective("dist", standardize=True)(s, t, y, epoch=1)
     expected = losses.dist_loss(
         losses.standardize_logits(s),
         losses.standardize_logits(t),
@@ -46,7 +37,7 @@ def test_mlkd_weights_both_views_and_every_level():
     sw, tw, ss, ts = (_logits(seed) for seed in range(2, 6))
     y = jnp.arange(8) % 10
     for standardize in (False, True):
-        out = _method("mlkd", standardize=standardize)(
+        out = build_objective("mlkd", standardize=standardize)(
             sw, tw, y, epoch=1, student_strong=ss, teacher_strong=ts
         )
         assert set(out) == {"ce", "mlkd_instance", "mlkd_class", "mlkd_batch"}
@@ -56,7 +47,7 @@ def test_mlkd_weights_both_views_and_every_level():
         for level, value in terms.items():
             np.testing.assert_allclose(out[f"mlkd_{level}"], 0.9 * value, rtol=1e-6)
     with pytest.raises(TypeError, match="student_strong"):
-        _method("mlkd")(sw, tw, y, epoch=1)
+        build_objective("mlkd")(sw, tw, y, epoch=1)
 
 
 def test_only_mlkd_needs_a_strong_view():

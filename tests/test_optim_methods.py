@@ -8,6 +8,7 @@ import pytest
 
 from configs import default
 from figkd_jax import losses, methods, steps
+from tests.objectives import build_objective, random_logits
 
 
 def _config(**optim):
@@ -49,22 +50,13 @@ def test_sgd_matches_pytorch_update_by_hand():
     np.testing.assert_allclose(p2, e2, rtol=1e-6)
 
 
-def _method(name, **fields):
-    config = default.get_config().method
-    config.name = name
-    for key, value in fields.items():
-        block, _, field = key.rpartition("__")
-        (config[block] if block else config)[field] = value
-    return methods.build(config)
-
-
 def _logits(seed, shape=(6, 10)):
-    return jax.random.normal(jax.random.key(seed), shape) * 3
+    return random_logits(seed, shape)
 
 
 def test_dkd_warmup_scales_by_epoch_over_warmup():
     s, t, y = _logits(0), _logits(1), jnp.arange(6) % 10
-    objective = _method("dkd", dkd__warmup_epochs=20)
+    objective = build_objective("dkd", dkd__warmup_epochs=20)
     full = losses.dkd_loss(s, t, y, temperature=4.0, alpha=1.0, beta=8.0)
     for epoch, factor in [(1, 1 / 20), (10, 0.5), (20, 1.0), (30, 1.0)]:
         np.testing.assert_allclose(objective(s, t, y, epoch=epoch)["dkd"], factor * full, rtol=1e-6)
@@ -76,14 +68,14 @@ def test_dkd_warmup_scales_by_epoch_over_warmup():
 )
 def test_every_method_returns_its_named_per_example_terms(name, terms):
     s, t, y = _logits(0), _logits(1), jnp.arange(6) % 10
-    out = _method(name)(s, t, y, epoch=1)
+    out = build_objective(name)(s, t, y, epoch=1)
     assert set(out) == terms
     assert all(v.shape == (6,) for v in out.values())
 
 
 def test_kd_weights_follow_the_config():
     s, t, y = _logits(0), _logits(1), jnp.arange(6) % 10
-    out = _method("kd", kd__ce_weight=0.1, kd__kd_weight=0.9)(s, t, y, epoch=1)
+    out = build_objective("kd", kd__ce_weight=0.1, kd__kd_weight=0.9)(s, t, y, epoch=1)
     ce = optax.softmax_cross_entropy_with_integer_labels(s, y)
     np.testing.assert_allclose(out["ce"], 0.1 * ce, rtol=1e-6)
     np.testing.assert_allclose(out["kd"], 0.9 * losses.kd_loss(s, t, temperature=4.0), rtol=1e-6)
@@ -157,7 +149,7 @@ def _fixed_logits():
 )
 def test_standardize_gives_the_published_recipe(name, fields, expected_term):
     s, t, labels, ce = _fixed_logits()
-    objective = _method(name, standardize=True, **fields)
+    objective = build_objective(name, standardize=True, **fields)
     out = objective(jnp.asarray(s), jnp.asarray(t), jnp.asarray(labels), epoch=10)
     s64, t64 = _np_normalize(s.astype(np.float64)), _np_normalize(t.astype(np.float64))
     ce_weight = {"kd": 0.1, "dkd": 1.0, "figkd": 1.0}[name]
@@ -166,14 +158,16 @@ def test_standardize_gives_the_published_recipe(name, fields, expected_term):
     np.testing.assert_allclose(out["ce"], ce_weight * ce, rtol=1e-4)
     np.testing.assert_allclose(out[name], expected_term(s64, t64, labels), rtol=1e-4)
     # The recipe changes the value: without standardize the term is another number.
-    plain = _method(name, **fields)(jnp.asarray(s), jnp.asarray(t), jnp.asarray(labels), epoch=10)
+    plain = build_objective(name, **fields)(
+        jnp.asarray(s), jnp.asarray(t), jnp.asarray(labels), epoch=10
+    )
     assert not np.allclose(plain[name], out[name], rtol=1e-2)
 
 
 def test_standardized_terms_ignore_a_positive_scale_of_either_input():
     s, t, labels, _ = _fixed_logits()
     for name in ("kd", "dkd", "figkd"):
-        objective = _method(name, standardize=True)
+        objective = build_objective(name, standardize=True)
         out = objective(s, t, labels, epoch=1)
         scaled = objective(s, 5 * t, labels, epoch=1)
         np.testing.assert_allclose(scaled[name], out[name], rtol=1e-4)
