@@ -61,14 +61,21 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/losses.py", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
         "--sizes", nargs="+", type=_parse_size, default=[_parse_size(s) for s in DEFAULT_SIZES]
     )
     parser.add_argument("--repeats", type=int, default=300, help="timed calls per measurement")
     parser.add_argument("--warmup", type=int, default=20, help="untimed calls before timing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="one small size, few calls: checks that it runs"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats, args.warmup = [(8, 16)], 3, 1
 
     device = jax.devices()[0]
     print(
