@@ -14,8 +14,16 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+try:
+    from absl import app, flags, logging
+    from ml_collections import config_flags
+except ModuleNotFoundError as missing:  # a library-only install
+    print(
+        f"error: {missing.name} is not installed: the launcher needs the trainer: "
+        'pip install "figkd_jax[train]"',
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")

@@ -3,6 +3,7 @@ without TensorFlow where they do not need it, and a one-line error naming the ex
 otherwise. Missing packages are simulated with ``sys.modules[name] = None`` in a fresh
 interpreter (what Python does for a blocked import)."""
 
+import pathlib
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 from figkd_jax import extras
 
+LAUNCHER = str(pathlib.Path(__file__).resolve().parent.parent / "launch.py")
 TRAIN_ONLY = ("flax", "optax", "orbax", "ml_collections", "absl", "etils")
 TENSORFLOW = ("tensorflow", "tensorflow_datasets")
 
@@ -96,3 +98,17 @@ def test_help_names_the_module_and_imports_no_tensorflow(module):
     assert done.stdout.startswith(f"usage: python -m {module} ")
     assert "``" not in done.stdout  # plain text, not reStructuredText
     assert done.stdout.strip().endswith("tensorflow imported: False")
+
+
+def test_launcher_without_the_trainer_says_which_extra_in_one_line():
+    done = _python(
+        "import runpy\n"
+        "sys.argv = ['launch.py', '--help']\n"
+        f"runpy.run_path({LAUNCHER!r}, run_name='__main__')",
+        hidden=("absl",),
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: absl is not installed: the launcher needs the trainer: "
+        'pip install "figkd_jax[train]"'
+    ]
