@@ -9,7 +9,7 @@ process 0 after every epoch) and, while a launch runs, ``lock.json`` (`workdir_l
 from __future__ import annotations
 
 import json
-import os
+import pathlib
 import subprocess
 from typing import Any
 
@@ -293,7 +293,7 @@ def git_commit() -> str | None:
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"],
-            cwd=os.path.dirname(os.path.abspath(__file__)),
+            cwd=pathlib.Path(__file__).resolve().parent,  # the package's own checkout: always local
             capture_output=True,
             text=True,
             check=True,
