@@ -108,10 +108,11 @@ def main(argv):
             num_processes=_NUM_PROCESSES.value,
             process_id=_PROCESS_ID.value,
         )
-    from figkd_jax import sweep, train, workdir_lock
-    from figkd_jax.run_setup import ConfigError
-    from figkd_jax.storage import StorageError
-    from figkd_jax.workdir import UnrestorableRun
+    from figkd_jax.io import workdir_lock
+    from figkd_jax.io.storage import StorageError
+    from figkd_jax.trainer import sweep, train
+    from figkd_jax.trainer.run_setup import ConfigError
+    from figkd_jax.trainer.workdir import UnrestorableRun
 
     logging.info(
         "JAX process %d/%d, %d devices",

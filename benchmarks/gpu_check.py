@@ -226,7 +226,7 @@ def batches_match_cpu(dataset: str, num_examples: int = 256, batch: int = 64):
     import jax
     import numpy as np
 
-    from figkd_jax import device_input
+    from figkd_jax.data import device_input
     from figkd_jax.data.registry import get_info
 
     info = get_info(dataset)

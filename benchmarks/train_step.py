@@ -44,8 +44,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from configs import benchmarks
-from figkd_jax import device_input, methods, models, protocol, randaugment, run_setup, steps
+from figkd_jax import models
+from figkd_jax.data import device_input, randaugment
 from figkd_jax.data.registry import get_info
+from figkd_jax.trainer import methods, protocol, run_setup, steps
 
 _MAX_SYNTHETIC_EXAMPLES = 50_000
 BF16_LOSS_TOLERANCE = 2e-2

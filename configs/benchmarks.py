@@ -1,9 +1,9 @@
-"""Reference hyperparameters of every benchmark pair, read from figkd_jax.protocol.
+"""Reference hyperparameters of every benchmark pair, read from figkd_jax.trainer.protocol.
 
 `benchmark_config(dataset, arg)` turns a config argument such as
 ``teacher=resnet32x4,student=resnet8x4,method=figkd`` into a full config:
 the default (configs/default.py) with the dataset, the models, the method
-and the pair's values of `figkd_jax.protocol.PAIRS` filled in (learning rate,
+and the pair's values of `figkd_jax.trainer.protocol.PAIRS` filled in (learning rate,
 DKD's beta, the KD+LS recipe, and the teacher's own learning rate for a sweep
 that trains it). The per-dataset config files (cifar100.py, tiny_imagenet.py,
 finegrained.py) are one-line wrappers.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs import default
-from figkd_jax import protocol
+from figkd_jax.trainer import protocol
 
 FINEGRAINED_DATASETS = protocol.FINEGRAINED_DATASETS
 

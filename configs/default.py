@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Teacher architecture; None for training without a teacher (method "ce").
     config.teacher.model = ml_collections.FieldReference(None, field_type=str)
     # Workdir of a finished teacher run, or a checkpoint directory written by
-    # figkd_jax.convert_torch / figkd_jax.export. Exactly one is set when
+    # figkd_jax.tools.convert_torch / figkd_jax.tools.export. Exactly one is set when
     # teacher.model is set.
     config.teacher.workdir = ml_collections.FieldReference(None, field_type=str)
     config.teacher.checkpoint = ml_collections.FieldReference(None, field_type=str)
@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher.which = "last"
 
     config.method = ml_collections.ConfigDict()
-    # One of figkd_jax.methods.names(): "ce", "kd", "dkd", "figkd", "dist", "mlkd".
+    # One of figkd_jax.trainer.methods.names(): "ce", "kd", "dkd", "figkd", "dist", "mlkd".
     config.method.name = "ce"
     # Distillation temperature T shared by kd, dkd, figkd and dist (without standardize;
     # mlkd has its own list).
@@ -116,7 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
             # multiplied by ls_weight_scale, as DKD+LS does.
             ls_temperature=2.0,
             ls_weight_scale=9.0,
-            # Order of the classes along the Haar axis (figkd_jax.class_order): "index"
+            # Order of the classes along the Haar axis (figkd_jax.trainer.class_order): "index"
             # (dataset indices), "random" (seeded by config.seed: the control), "superclass"
             # (CIFAR-100's coarse classes contiguous), "teacher" (similar classes of the
             # frozen teacher as neighbours), or a saved class_order.json or run workdir.
@@ -175,7 +175,7 @@ def get_config() -> ml_collections.ConfigDict:
     # damaged checkpoints are kept, renamed <step>.damaged-<time>).
     config.on_changed_config = "refuse"
 
-    # Several runs in one parent workdir (figkd_jax.sweep): one run per
+    # Several runs in one parent workdir (figkd_jax.trainer.sweep): one run per
     # (method, seed), each in <workdir>/<method>_seed<seed>. Empty tuples mean
     # a single run of config.method.name with config.seed directly in workdir.
     config.sweep = ml_collections.ConfigDict()

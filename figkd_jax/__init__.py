@@ -1,11 +1,11 @@
 """figkd_jax: frequency-aware knowledge distillation in JAX/Flax.
 
 The package's top level is the library (the Haar transform and the losses; jax and numpy
-only). The trainer's modules need the ``train`` extra; importing one without it fails with
-one line naming the extra (``figkd_jax.extras``).
+only). Above it, in subpackages: ``data`` (input pipelines), ``models``, ``io`` (storage),
+``trainer`` and ``tools``; each checks its own extra when imported and fails with one line
+naming it (``figkd_jax.extras``).
 """
 
-from figkd_jax import extras
 from figkd_jax.losses import (
     BANDS,
     DOMAINS,
@@ -32,8 +32,6 @@ from figkd_jax.wavelets import (
     haar_wavedec,
     haar_waverec,
 )
-
-extras.install()
 
 __version__ = "0.1.0"
 

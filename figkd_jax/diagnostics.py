@@ -53,7 +53,8 @@ def band_diagnostics(
       temperature: ``T > 0`` of the KLs.
       where: optional bool array broadcastable to ``batch_shape``; False excludes an example
         (even with non-finite logits). With no example left every value is 0.
-      class_permutation: optional ``(C,)`` permutation of the classes (figkd_jax.class_order):
+      class_permutation: optional ``(C,)`` permutation of the classes (see
+        ``figkd_jax.trainer.class_order``):
         both logit vectors become ``logits[..., class_permutation]`` before the transform,
         as in ``figkd_loss``.
 

@@ -11,7 +11,7 @@ and points every client at it through the environment, which subprocesses inheri
 - tensorstore (orbax's array writes): ``TENSORSTORE_GCS_HTTP_URL`` and a test token.
 
 TensorFlow's own filesystem (``tf.io.gfile``) has no endpoint override and cannot reach the
-emulator; the project routes none of its writes through it (see ``figkd_jax.events``).
+emulator; the project routes none of its writes through it (see ``figkd_jax.io.events``).
 
 `GUARD_DIR` holds a ``sitecustomize.py`` that installs `guard_hook` in every Python process
 started with it on ``PYTHONPATH``: opening, creating or renaming a local path with a ``gs:``

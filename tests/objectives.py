@@ -3,7 +3,7 @@
 import jax
 
 from configs import default
-from figkd_jax import methods
+from figkd_jax.trainer import methods
 
 
 def build_objective(name, **fields):

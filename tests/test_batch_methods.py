@@ -6,7 +6,8 @@ import optax
 import pytest
 
 from configs import benchmarks
-from figkd_jax import losses, methods, protocol
+from figkd_jax import losses
+from figkd_jax.trainer import methods, protocol
 from tests.objectives import build_objective, random_logits
 
 

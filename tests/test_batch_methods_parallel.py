@@ -17,7 +17,9 @@ import dataclasses, json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh
 from configs import benchmarks
-from figkd_jax import models, randaugment, run_setup, steps
+from figkd_jax import models
+from figkd_jax.data import randaugment
+from figkd_jax.trainer import run_setup, steps
 
 method = sys.argv[1]
 pair = f"teacher=resnet56,student=resnet20,method={method}"

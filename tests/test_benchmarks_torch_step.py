@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax import device_input, models, wavelets
 from figkd_jax import losses as jax_losses
+from figkd_jax import models, wavelets
+from figkd_jax.data import device_input
 from figkd_jax.data.registry import get_info
 from tests.without_tensorflow import hide_tensorflow, run_script
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from figkd_jax import class_order, diagnostics, losses, methods, run_setup, train
+from figkd_jax import diagnostics, losses
+from figkd_jax.trainer import class_order, methods, run_setup, train
 from tests.train_worker import digits_config
 
 # A float32 loss of O(1) through a few dozen operations: relative rounding of a few hundred
@@ -265,7 +266,7 @@ def _write_results(directory, seed, order):
 
 
 def test_report_names_the_order_of_each_row_and_its_energy_share(teacher_workdir, tmp_path):
-    from figkd_jax import report
+    from figkd_jax.tools import report
 
     order = class_order.ClassOrder("teacher", (1, 7, 0, 2, 3, 5, 4, 6, 8, 9), {}, "teacher")
     for seed in (0, 1):

@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from figkd_jax import methods, models, protocol, randaugment, run_setup, steps, sweep
+from figkd_jax import models
+from figkd_jax.data import randaugment
+from figkd_jax.trainer import methods, protocol, run_setup, steps, sweep
 
 
 def _load(module, arg):

@@ -17,7 +17,9 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from benchmarks.torch_models import TORCH_MODELS  # noqa: E402
-from figkd_jax import checkpoints, convert_torch, models, run_setup  # noqa: E402
+from figkd_jax import models  # noqa: E402
+from figkd_jax.tools import convert_torch  # noqa: E402
+from figkd_jax.trainer import checkpoints, run_setup  # noqa: E402
 
 
 def _random_torch_model(name: str, num_classes: int, seed: int = 0) -> nn.Module:
@@ -220,7 +222,7 @@ def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_pat
 def test_reads_and_writes_cloud_storage(gcs, tmp_path):
     """A .pth in a gs:// bucket (the local emulator of tests/gcs_emulator.py) converted into a
     checkpoint directory in the bucket."""
-    from figkd_jax import storage
+    from figkd_jax.io import storage
     from tests.gcs_emulator import local_gs_paths
 
     bucket = gcs.create_bucket("figkd-convert")

@@ -199,7 +199,7 @@ def test_check_host_memory_before_training(monkeypatch):
 
 
 def test_trainer_refuses_a_cache_that_cannot_fit_before_touching_the_workdir(monkeypatch, tmp_path):
-    from figkd_jax import run_setup, train
+    from figkd_jax.trainer import run_setup, train
     from tests.train_worker import digits_config
 
     config = digits_config()

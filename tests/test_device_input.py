@@ -17,10 +17,10 @@ import scipy.stats
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import device_input, run_setup, steps
-from figkd_jax.data import digits, rotation
+from figkd_jax.data import device_input, digits, rotation
 from figkd_jax.data.registry import RotateFlip, get_info
 from figkd_jax.models.layers import BatchNorm
+from figkd_jax.trainer import run_setup, steps
 from tests.tolerances import assert_close_after_steps
 from tests.train_worker import digits_config
 

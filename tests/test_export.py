@@ -16,8 +16,10 @@ import numpy as np
 import optax
 import pytest
 
-from figkd_jax import checkpoints, data, export, models, run_setup
-from figkd_jax import workdir as workdir_lib
+from figkd_jax import data, models
+from figkd_jax.tools import export
+from figkd_jax.trainer import checkpoints, run_setup
+from figkd_jax.trainer import workdir as workdir_lib
 from tests.train_worker import digits_config
 
 IMAGE_SHAPE = data.get_info("digits").image_shape  # (8, 8, 1)

@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, run_setup, train, workdir_lock
+from figkd_jax.io import workdir_lock
+from figkd_jax.trainer import checkpoints, run_setup, train
 from tests.test_reliability import write_teacher_checkpoint
 from tests.train_worker import digits_config
 

@@ -4,7 +4,7 @@ bucket, and the one-line errors of bad storage paths.
 
 What reaches the emulator: every read and write of ours (etils epath through gcsfs) and
 orbax's checkpoints (epath for metadata, tensorstore for arrays), TensorBoard event files
-included (`figkd_jax.events` writes them through epath), and TFDS's metadata checks (epath).
+included (`figkd_jax.io.events` writes them through epath), and TFDS's metadata checks (epath).
 What cannot: TensorFlow's own filesystem (``tf.io.gfile``, used by TFDS to write and read
 records), which has no endpoint override; record writing is tested on local directories by
 tests/test_data_builders.py, and here a guard (`gcs_emulator.guard_hook`, installed in this
@@ -26,7 +26,9 @@ import jax
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, export, report, run_setup, storage, train
+from figkd_jax.io import events, storage
+from figkd_jax.tools import export, report
+from figkd_jax.trainer import checkpoints, run_setup, train
 from tests.gcs_emulator import local_gs_paths
 from tests.train_worker import digits_config
 
@@ -289,12 +291,12 @@ def test_readme_recipe_commands_run_against_the_emulator(gcs, bucket, capsys):
         command.replace("$BUCKET", prefix).split(program, 1)[1]
     )
     # The report and the export: their entry points, on a bucket with no run yet.
-    (report_command,) = _readme_recipe_commands("-m figkd_jax.report")
-    assert report.main(substitute(report_command, "figkd_jax.report")) == 2
+    (report_command,) = _readme_recipe_commands("-m figkd_jax.tools.report")
+    assert report.main(substitute(report_command, "figkd_jax.tools.report")) == 2
     assert f"{prefix}/runs is not a directory" in capsys.readouterr().err
-    (export_command,) = _readme_recipe_commands("-m figkd_jax.export")
+    (export_command,) = _readme_recipe_commands("-m figkd_jax.tools.export")
     with pytest.raises(SystemExit) as exit_status:
-        export.main(substitute(export_command, "figkd_jax.export"))
+        export.main(substitute(export_command, "figkd_jax.tools.export"))
     assert exit_status.value.code == 2
     assert f"{prefix}/runs/r32x4-r8x4-figkd/config.json does not exist" in capsys.readouterr().err
     # The launches (teacher, student, GPU) parse and reach the bucket, where they stop at the
@@ -335,7 +337,7 @@ def test_storage_paths_writes_and_the_workdir_check(gcs, bucket, tmp_path):
         assert storage.path(f"{directory}/x.json").read_text() == '{"a": 1}'
         assert [p.name for p in storage.path(directory).iterdir()] == ["x.json"]
     # The workdir check leaves no marker behind.
-    from figkd_jax import workdir
+    from figkd_jax.trainer import workdir
 
     workdir.check_workdir(f"{bucket}/checked")
     assert gcs.objects(BUCKET, "checked/") == []

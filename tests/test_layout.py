@@ -5,7 +5,7 @@ import pathlib
 import re
 
 from configs import demo
-from figkd_jax import run_setup, sweep
+from figkd_jax.trainer import run_setup, sweep
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "figkd_jax"
@@ -80,6 +80,38 @@ def test_no_import_cycle_inside_the_package():
 
     for name in sorted(graph):
         visit(name)
+
+
+# The package's tiers, bottom up: what `pip install figkd_jax` users import (jax and numpy),
+# the storage layer and the model zoo, the input code, the trainer, the command-line tools.
+TIERS = {
+    "figkd_jax": 0,
+    "figkd_jax.io": 1,
+    "figkd_jax.models": 1,
+    "figkd_jax.data": 2,
+    "figkd_jax.trainer": 3,
+    "figkd_jax.tools": 4,
+}
+
+
+def _tier(module: str) -> str:
+    parts = module.split(".")
+    subpackage = ".".join(parts[:2])
+    return subpackage if subpackage in TIERS else "figkd_jax"
+
+
+def test_dependencies_point_down_the_tiers():
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    assert {_tier(m) for m in modules} == set(TIERS), "a subpackage without a tier"
+    upward = []
+    for name, path in sorted(modules.items()):
+        for imported in sorted(_imports(path)):
+            if imported not in modules and imported.rpartition(".")[0] in modules:
+                imported = imported.rpartition(".")[0]  # `from package import name`
+            here, there = _tier(name), _tier(imported)
+            if here != there and TIERS[there] >= TIERS[here]:
+                upward.append(f"{name} ({here}) imports {imported} ({there})")
+    assert not upward, "\n".join(upward)
 
 
 def test_tests_and_benchmarks_use_public_names_only():

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from configs import default
-from figkd_jax import losses, methods, steps
+from figkd_jax import losses
+from figkd_jax.trainer import methods, steps
 from tests.objectives import build_objective, random_logits
 
 

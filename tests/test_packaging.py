@@ -39,7 +39,8 @@ def test_library_runs_with_jax_and_numpy_alone():
 
 def test_train_step_and_on_device_input_import_without_tensorflow():
     done = _python(
-        "import figkd_jax.steps, figkd_jax.run_setup, figkd_jax.feeds, figkd_jax.device_input",
+        "import figkd_jax.trainer.steps, figkd_jax.trainer.run_setup, figkd_jax.trainer.feeds,"
+        " figkd_jax.data.device_input",
         hidden=TENSORFLOW,
     )
     assert done.returncode == 0, done.stderr
@@ -48,12 +49,12 @@ def test_train_step_and_on_device_input_import_without_tensorflow():
 @pytest.mark.parametrize(
     ("code", "hidden", "extra"),
     [
-        ("import figkd_jax.train", ("flax",), "train"),
-        ("import figkd_jax.checkpoints", ("orbax",), "train"),
+        ("import figkd_jax.trainer.train", ("flax",), "train"),
+        ("import figkd_jax.trainer.checkpoints", ("orbax",), "train"),
         ("from figkd_jax.data import pipeline", ("tensorflow",), "train"),
-        ("import figkd_jax.report", ("matplotlib",), "report"),
+        ("import figkd_jax.tools.report", ("matplotlib",), "report"),
         (
-            "import runpy; runpy.run_module('figkd_jax.export', run_name='__main__')",
+            "import runpy; runpy.run_module('figkd_jax.tools.export', run_name='__main__')",
             ("flax",),
             "train",
         ),
@@ -67,21 +68,31 @@ def test_a_module_without_its_extra_fails_naming_the_extra(code, hidden, extra):
     assert "MissingExtraError" in last
 
 
-def test_required_packages():
-    assert extras.required_packages("figkd_jax.losses") == []
-    assert extras.required_packages("figkd_jax.data.registry") == []
-    assert extras.required_packages("figkd_jax.steps") == [("train", extras.TRAIN_PACKAGES)]
-    assert ("train", extras.TENSORFLOW_PACKAGES) in extras.required_packages(
-        "figkd_jax.data.pipeline"
+def test_import_leaves_the_import_system_as_it_found_it():
+    done = _python(
+        "hooks = list(sys.meta_path), list(sys.path_hooks)\n"
+        "import figkd_jax, figkd_jax.diagnostics, figkd_jax.data\n"
+        "print(hooks == (list(sys.meta_path), list(sys.path_hooks)))",
+        hidden=(),
     )
-    assert ("report", extras.REPORT_PACKAGES) in extras.required_packages("figkd_jax.plots")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+
+
+def test_require_names_the_extra():
+    extras.require("train", "jax")
     with pytest.raises(extras.MissingExtraError, match=r"figkd_jax\[torch\]"):
         extras.require("torch", "no_such_package_for_figkd_jax")
 
 
 @pytest.mark.parametrize(
     "module",
-    ["figkd_jax.export", "figkd_jax.report", "figkd_jax.convert_torch", "figkd_jax.data.prepare"],
+    [
+        "figkd_jax.tools.export",
+        "figkd_jax.tools.report",
+        "figkd_jax.tools.convert_torch",
+        "figkd_jax.data.prepare",
+    ],
 )
 def test_help_names_the_module_and_imports_no_tensorflow(module):
     done = _python(

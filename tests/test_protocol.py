@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from figkd_jax import data, models, protocol, report
+from figkd_jax import data, models
+from figkd_jax.tools import report
+from figkd_jax.trainer import protocol
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COLUMN_KEYS = [c.key for c in protocol.COLUMNS]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from figkd_jax import randaugment
+from figkd_jax.data import randaugment
 
 # The authors' operations (mdistiller/dataset/cifar100.py of the MLKD and logit-standardization
 # repositories), each on a PIL image with the magnitude v.

@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, methods, models, run_setup, steps, train
+from figkd_jax import models
+from figkd_jax.io import events
+from figkd_jax.trainer import checkpoints, methods, run_setup, steps, train
 from tests.train_worker import digits_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

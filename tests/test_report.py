@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from figkd_jax import plots, report
+from figkd_jax.tools import plots, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_EPOCHS = 5
@@ -273,7 +273,7 @@ def test_no_results_is_a_clear_error(tmp_path):
 def test_command_line_prints_the_table_and_writes_the_report(sweep, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT)
     run = lambda *args: subprocess.run(
-        [sys.executable, "-m", "figkd_jax.report", *args],
+        [sys.executable, "-m", "figkd_jax.tools.report", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -319,7 +319,8 @@ def teacher_run(tmp_path_factory):
     import jax
     import jax.numpy as jnp
 
-    from figkd_jax import checkpoints, models
+    from figkd_jax import models
+    from figkd_jax.trainer import checkpoints
 
     workdir = tmp_path_factory.mktemp("teacher_run")
     model = models.create("resnet8", num_classes=10)

@@ -11,8 +11,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import benchmarks
-from figkd_jax import data, device_input, events, randaugment, train
-from figkd_jax.data import pipeline, sources
+from figkd_jax import data
+from figkd_jax.data import device_input, pipeline, randaugment, sources
+from figkd_jax.io import events
+from figkd_jax.trainer import train
 from tests.test_train_tfds import mock_tfds  # noqa: F401 (a fixture)
 
 CIFAR = ml_collections.ConfigDict({"name": "cifar100"})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from figkd_jax import sweep
+from figkd_jax.trainer import sweep
 
 
 def _results(method, top1, model="resnet8"):

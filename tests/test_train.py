@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from figkd_jax import checkpoints, events, feeds, run_setup, train
+from figkd_jax.io import events
+from figkd_jax.trainer import checkpoints, feeds, run_setup, train
 from tests.tolerances import assert_close_after_steps
 from tests.train_worker import digits_config
 

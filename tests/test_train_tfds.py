@@ -6,8 +6,9 @@ import importlib
 import pytest
 import tensorflow_datasets as tfds
 
-from figkd_jax import data, run_setup, train
+from figkd_jax import data
 from figkd_jax.data import sources
+from figkd_jax.trainer import run_setup, train
 
 NUM_EXAMPLES = 8
 

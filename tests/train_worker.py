@@ -49,12 +49,12 @@ def main():
 
     if args.coordinator:
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    from figkd_jax import run_setup, train
+    from figkd_jax.trainer import run_setup, train
 
     config = digits_config(max_steps=args.max_steps)
     train.train_and_evaluate(config, args.workdir)
     run = run_setup.build_run(config)
-    from figkd_jax import checkpoints
+    from figkd_jax.trainer import checkpoints
 
     step, _ = checkpoints.read_meta(os.path.join(args.workdir, "checkpoints"))
     shapes = jax.eval_shape(lambda: run_setup.initial_state(run).variables)

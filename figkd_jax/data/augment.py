@@ -8,6 +8,10 @@ All geometry follows torchvision (RandomCrop with padding, RandomRotation, Rando
 Resize, CenterCrop, RandomHorizontalFlip).
 """
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import math
 
 import numpy as np

@@ -38,6 +38,10 @@ Dogs 4.6 GiB, MIT-67 1.7 GiB, Stanford-40 1.9 GiB of host memory; ``check_host_m
 refuses, before training, a cache that would not fit.
 """
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import concurrent.futures
 import dataclasses
 import functools

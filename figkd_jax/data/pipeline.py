@@ -26,6 +26,10 @@ example at a time, every epoch. All run in tf.data maps with ``deterministic=Tru
 by prefetching. Both fine-grained paths use the same draws for the same crops and flips.
 """
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import contextlib
 from collections.abc import Iterator
 
@@ -33,8 +37,7 @@ import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from figkd_jax import randaugment
-from figkd_jax.data import augment, decoded, rotation
+from figkd_jax.data import augment, decoded, randaugment, rotation
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 

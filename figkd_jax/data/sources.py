@@ -17,6 +17,10 @@ The data config is any attribute object (an ``ml_collections.ConfigDict`` in the
 Missing fields count as None, so ``ConfigDict(dict(name="cifar100"))`` is a valid config.
 """
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import dataclasses
 import functools
 
@@ -26,9 +30,9 @@ import tensorflow_datasets as tfds
 from ml_collections import config_dict
 
 import figkd_jax.data.builders  # noqa: F401  (registers our builders with TFDS)
-from figkd_jax import storage
 from figkd_jax.data import digits
 from figkd_jax.data.registry import SOURCES, DatasetInfo, get_info
+from figkd_jax.io import storage
 
 _LOAD_BATCH = 1024
 

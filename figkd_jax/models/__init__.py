@@ -52,6 +52,10 @@ tree.
 
 from __future__ import annotations
 
+from figkd_jax import extras
+
+extras.require_train()
+
 import math
 from collections.abc import Callable
 from functools import partial

@@ -1,5 +1,9 @@
 """What our manual-download TFDS builders share: features, version, class and file checks."""
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import inspect
 import io
 

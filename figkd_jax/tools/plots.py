@@ -1,11 +1,15 @@
 """Pictures of runs: test top-1 and agreement curves over epochs, and a teacher's logits with
-their Haar bands over the class index. matplotlib (the ``report`` extra) is imported on use.
+their Haar bands over the class index. matplotlib comes with the ``report`` extra.
 
-`figkd_jax.report` groups runs into `CurvePanel`s and calls `plot_panel`; `plot_bands` pictures
-FiGKD's input from a teacher run or checkpoint.
+`figkd_jax.tools.report` groups runs into `CurvePanel`s and calls `plot_panel`; `plot_bands`
+pictures FiGKD's input from a teacher run or checkpoint.
 """
 
 from __future__ import annotations
+
+from figkd_jax import extras
+
+extras.require_report()
 
 import dataclasses
 import io
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from figkd_jax import storage
+from figkd_jax.io import storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +191,8 @@ def band_teacher(
     The dataset is `dataset`, else the checkpoint's, else the run's config, else
     `default_dataset`; the data directory `data_dir`, else the run's config, else TFDS's default.
     """
-    from figkd_jax import data, run_setup
+    from figkd_jax import data
+    from figkd_jax.trainer import run_setup
 
     run_config = {}
     config_path = storage.path(source) / "config.json"
@@ -231,7 +236,7 @@ def plot_bands(
         else `default_dataset`.
       data_dir: TFDS data directory; default: the run's config, else the TFDS default.
       class_order: (name, permutation): the logits are drawn, and split into bands, with the
-        classes in that order (figkd_jax.class_order); default: index order.
+        classes in that order (figkd_jax.trainer.class_order); default: index order.
 
     Returns:
       The path of the PNG.

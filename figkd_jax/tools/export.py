@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m figkd_jax.export runs/resnet8x4_figkd --out exported/resnet8x4 [--which best]
+    python -m figkd_jax.tools.export runs/resnet8x4_figkd --out exported/resnet8x4 [--which best]
 
 ``<out>`` becomes:
 
-- a checkpoint directory in the layout of ``figkd_jax.checkpoints`` holding the student's
+- a checkpoint directory in the layout of ``figkd_jax.trainer.checkpoints`` holding the student's
   ``{"params", "batch_stats"}`` and its meta, without optimiser state or teacher, so it can
   serve as ``config.teacher.checkpoint`` of another run, at the step number of the source;
 - ``inference.jaxexport``: a ``jax.export`` serialization of ``images -> logits`` in eval mode,
@@ -31,7 +31,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from figkd_jax import checkpoints, data, models, storage
+from figkd_jax import data, models
+from figkd_jax.io import storage
+from figkd_jax.trainer import checkpoints
 
 INFERENCE_FILE = "inference.jaxexport"
 DESCRIPTION_FILE = "export.json"
@@ -124,7 +126,7 @@ def load_inference(out: str) -> Callable[[jax.Array], jax.Array]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m figkd_jax.export",
+        prog="python -m figkd_jax.tools.export",
         description="Export a run's student (variables only, plus a serialized inference "
         "function) to a new directory.",
     )

@@ -22,9 +22,10 @@ import optax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from figkd_jax import checkpoints, class_order, events, methods, storage
-from figkd_jax.run_setup import ConfigError, Run
-from figkd_jax.steps import TrainState
+from figkd_jax.io import events, storage
+from figkd_jax.trainer import checkpoints, class_order, methods
+from figkd_jax.trainer.run_setup import ConfigError, Run
+from figkd_jax.trainer.steps import TrainState
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"

@@ -1,12 +1,14 @@
 """Benchmark report: tables and plots of finished (or running) runs.
 
-    python -m figkd_jax.report <dir>... [--out <dir>] [--bands_from <teacher run or checkpoint>]
+    python -m figkd_jax.tools.report <dir>... [--out <dir>]
+        [--bands_from <teacher run or checkpoint>]
 
 Every ``results.json`` under the given directories (a sweep parent, single runs, or any tree
 of them) becomes part of one table with a row per (dataset, teacher, student, method): mean ±
 sample standard deviation over seeds of the best-epoch and last-epoch test top-1, the number of
 seeds, the epochs (unfinished runs flagged), and the published number of the same pair and
-method where one exists (`figkd_jax.protocol`, shown in docs/protocol.md and docs/method.md).
+method where one exists (`figkd_jax.trainer.protocol`, shown in docs/protocol.md and
+docs/method.md).
 ``--out`` (default: the first directory) receives:
 
 - ``report.md``: the table, the published numbers of every pair present, and the plots;
@@ -20,7 +22,7 @@ method where one exists (`figkd_jax.protocol`, shown in docs/protocol.md and doc
   ``bands_<dataset>_<model>_<order>.png`` in each other class order that FiGKD runs used;
   report.md then also holds the share of that teacher's logit energy on the eval split in the
   high band under each class order (index, superclass where the dataset has superclasses, the
-  runs' orders, the teacher's own, and random orders: figkd_jax.class_order).
+  runs' orders, the teacher's own, and random orders: figkd_jax.trainer.class_order).
 
 A FiGKD row names its class order (``figkd (teacher order)``) when its runs recorded one.
 
@@ -30,6 +32,10 @@ different settings.
 """
 
 from __future__ import annotations
+
+from figkd_jax import extras
+
+extras.require_report()
 
 import argparse
 import csv
@@ -41,7 +47,9 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from figkd_jax import plots, protocol, storage
+from figkd_jax.io import storage
+from figkd_jax.tools import plots
+from figkd_jax.trainer import protocol
 
 # Order of methods within a pair; others follow alphabetically.
 METHOD_ORDER = ("ce", "kd", "dkd", "dist", "mlkd", "figkd")
@@ -182,7 +190,7 @@ class Row:
     unfinished: tuple[tuple[int, int], ...]
     teacher_top1: float | None
     reference: float | None
-    # The class order(s) of FiGKD runs (figkd_jax.class_order labels); None if not recorded.
+    # The class order(s) of FiGKD runs (figkd_jax.trainer.class_order labels); None if not recorded.
     class_order: str | None = None
 
     @property
@@ -236,7 +244,7 @@ def _class_order_label(members: Sequence[dict[str, Any]]) -> str | None:
 
 
 def _order_of(results: dict[str, Any]):
-    from figkd_jax import class_order
+    from figkd_jax.trainer import class_order
 
     return class_order.ClassOrder.from_json(results["class_order"])
 
@@ -561,11 +569,12 @@ def class_order_energy(
     runs: Sequence[dict[str, Any]],
     **teacher_source,
 ) -> str:
-    """The table of `figkd_jax.class_order.energy_share_table` for the teacher in `source` on
-    its eval split: index order, superclass order where the dataset has one, `orders`, the
-    teacher's own order (made now, at the runs' temperature, unless a run recorded one) and
-    20 random orders; Haar levels 1 to 3."""
-    from figkd_jax import class_order, data, feeds
+    """The table of `figkd_jax.trainer.class_order.energy_share_table` for the teacher in
+    `source` on its eval split: index order, superclass order where the dataset has one,
+    `orders`, the teacher's own order (made now, at the runs' temperature, unless a run
+    recorded one) and 20 random orders; Haar levels 1 to 3."""
+    from figkd_jax import data
+    from figkd_jax.trainer import class_order, feeds
 
     teacher, data_config = plots.band_teacher(source, **teacher_source)
     info = data.get_info(data_config.name)
@@ -600,7 +609,7 @@ def class_order_energy(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m figkd_jax.report",
+        prog="python -m figkd_jax.tools.report",
         description="Tabulate and plot the runs (results.json) under run or sweep workdirs.",
     )
     parser.add_argument(

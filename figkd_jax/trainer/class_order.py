@@ -32,7 +32,7 @@ import numpy as np
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
-from figkd_jax import storage
+from figkd_jax.io import storage
 from figkd_jax.wavelets import haar_highpass, haar_max_level
 
 KINDS = ("index", "random", "superclass", "teacher")

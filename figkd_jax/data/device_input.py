@@ -41,8 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Sharding
 
-from figkd_jax import randaugment
-from figkd_jax.data import rotation
+from figkd_jax.data import randaugment, rotation
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.models import compute_dtype
 
@@ -256,7 +255,7 @@ def finish_strong_view(
     strong_image: jax.Array, strong_draws: jax.Array, *, info: DatasetInfo, dtype: str = "float32"
 ) -> jax.Array:
     """MLKD's strong view from a batch's "strong_image" (uint8 [B, H, W, C], already padded,
-    cropped and flipped) and "strong_draws": RandAugment + Cutout (``figkd_jax.randaugment``)
+    cropped and flipped) and "strong_draws": RandAugment + Cutout (``figkd_jax.data.randaugment``)
     then normalisation, in ``dtype``. Runs on the accelerator for both input paths."""
     params = randaugment.sample_rand_augment(strong_draws)
     return normalize(randaugment.rand_augment(strong_image, params), info.mean, info.std, dtype)

@@ -22,9 +22,11 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import checkpoints, data, methods, models, storage
-from figkd_jax import class_order as class_order_lib
-from figkd_jax.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
+from figkd_jax import data, models
+from figkd_jax.io import storage
+from figkd_jax.trainer import checkpoints, methods
+from figkd_jax.trainer import class_order as class_order_lib
+from figkd_jax.trainer.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
 
 
 class ConfigError(ValueError):

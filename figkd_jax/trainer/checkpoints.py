@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
-from figkd_jax import models, storage
+from figkd_jax import models
+from figkd_jax.io import storage
 
 VARIABLES, OPTIMIZER, META = "variables", "optimizer", "meta"
 

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m figkd_jax.convert_torch resnet32x4.pth --model resnet32x4 --out teachers/resnet32x4
+    python -m figkd_jax.tools.convert_torch resnet32x4.pth --model resnet32x4 \
+        --out teachers/resnet32x4
     python launch.py --workdir=runs/figkd \
         --config=configs/cifar100.py:teacher=resnet32x4,student=resnet8x4,method=figkd \
         --config.teacher.checkpoint=teachers/resnet32x4
@@ -36,7 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from figkd_jax import checkpoints, models, storage
+from figkd_jax import models
+from figkd_jax.io import storage
+from figkd_jax.trainer import checkpoints
 
 # Image shape of the dummy input that sizes the parameter tree when no dataset is given; only
 # the channel count matters for the parameter shapes.
@@ -264,7 +267,7 @@ def _sha256(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m figkd_jax.convert_torch",
+        prog="python -m figkd_jax.tools.convert_torch",
         description="Convert a PyTorch checkpoint of a reference model into a figkd_jax "
         "teacher checkpoint directory (for config.teacher.checkpoint).",
     )

@@ -1,7 +1,7 @@
 """The benchmark pairs: per-pair protocol values and published top-1, in one table.
 
 `configs/benchmarks.py` reads the protocol values (learning rate, DKD's beta, the KD+LS
-recipe) and `figkd_jax.report` the published numbers; docs/protocol.md and docs/method.md
+recipe) and `figkd_jax.tools.report` the published numbers; docs/protocol.md and docs/method.md
 show the same table (tests/test_protocol.py checks all four agree).
 
 The format, so that a pair or a column is one line:

@@ -4,7 +4,7 @@ The loop: build the run and restore the frozen teacher (`run_setup`), lock the w
 (`workdir_lock`), resume from the workdir's newest intact checkpoint (`workdir`), feed the
 pure train step (`steps`) from the host or the device (`feeds`), evaluate and checkpoint
 every epoch, log to the console and TensorBoard, and stop cleanly on a preemption notice.
-Sweeps of several runs live in `figkd_jax.sweep`.
+Sweeps of several runs live in `figkd_jax.trainer.sweep`.
 
 The teacher is kept in eval mode, never differentiated and never written into the student's
 checkpoints.
@@ -21,9 +21,11 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from figkd_jax import class_order, data, events, feeds, run_setup, steps, storage, workdir_lock
-from figkd_jax import workdir as workdir_lib
-from figkd_jax.run_setup import ConfigError, Run, Teacher
+from figkd_jax import data
+from figkd_jax.io import events, storage, workdir_lock
+from figkd_jax.trainer import class_order, feeds, run_setup, steps
+from figkd_jax.trainer import workdir as workdir_lib
+from figkd_jax.trainer.run_setup import ConfigError, Run, Teacher
 
 
 class Preempted(RuntimeError):

@@ -22,7 +22,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from figkd_jax import device_input, diagnostics, losses, methods
+from figkd_jax import diagnostics, losses
+from figkd_jax.data import device_input
+from figkd_jax.trainer import methods
 
 DATA_AXIS = "data"
 

@@ -12,7 +12,7 @@ Layout of ``<workdir>``:
 Each run is an ordinary run (its own config.json, checkpoints and
 results.json, and its own lock while it trains), so an interrupted sweep
 resumes run by run when relaunched, a second launch of the same sweep stops at
-the run the first one holds, and ``python -m figkd_jax.report <workdir>``
+the run the first one holds, and ``python -m figkd_jax.tools.report <workdir>``
 tabulates it.
 """
 
@@ -23,8 +23,9 @@ import numpy as np
 from absl import logging
 from scipy import stats
 
-from figkd_jax import methods, storage, train
-from figkd_jax.run_setup import ConfigError, build_run
+from figkd_jax.io import storage
+from figkd_jax.trainer import methods, train
+from figkd_jax.trainer.run_setup import ConfigError, build_run
 
 
 def is_sweep(config: ml_collections.ConfigDict) -> bool:

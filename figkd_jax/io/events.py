@@ -16,6 +16,10 @@ new one, which the next resumption merges again.
 
 from __future__ import annotations
 
+from figkd_jax import extras
+
+extras.require_tensorflow()
+
 import os
 import socket
 import tempfile
@@ -23,7 +27,7 @@ import time
 
 import tensorflow as tf
 
-from figkd_jax import storage
+from figkd_jax.io import storage
 
 PATTERN = "events.out.tfevents.*"
 _FILE_VERSION = "brain.Event:2"

@@ -2,7 +2,7 @@
 
 `HostInput` and `HostEval` run one step per batch of the TensorFlow pipeline
 (`figkd_jax.data`); `DeviceInput` and `DeviceEval` upload the split once and build every batch
-inside the jitted call (`figkd_jax.device_input`), several steps per dispatch. Both pairs see
+inside the jitted call (`figkd_jax.data.device_input`), several steps per dispatch. Both pairs see
 the same batches for the same seed and step, so a run can switch between them.
 """
 
@@ -15,9 +15,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from figkd_jax import data, device_input, methods
-from figkd_jax.run_setup import Run
-from figkd_jax.steps import DATA_AXIS, device_steps, eval_step
+from figkd_jax import data
+from figkd_jax.data import device_input
+from figkd_jax.trainer import methods
+from figkd_jax.trainer.run_setup import Run
+from figkd_jax.trainer.steps import DATA_AXIS, device_steps, eval_step
 
 
 def to_global(local_batch: dict[str, np.ndarray], sharding) -> dict[str, jax.Array]:
