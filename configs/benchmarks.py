@@ -3,10 +3,11 @@
 `benchmark_config(dataset, arg)` turns a config argument such as
 ``teacher=resnet32x4,student=resnet8x4,method=figkd`` into a full config:
 the default (configs/default.py) with the dataset, the models, the method
-and the pair's values of `figkd_jax.trainer.protocol.PAIRS` filled in (learning rate,
-DKD's beta, the KD+LS recipe, and the teacher's own learning rate for a sweep
-that trains it). The per-dataset config files (cifar100.py, tiny_imagenet.py,
-finegrained.py) are one-line wrappers.
+and the pair's values of `figkd_jax.trainer.protocol` filled in (the dataset's solver,
+learning rate, DKD's beta, the KD+LS and MLKD+LS recipes, MLKD's own solver, and the
+teacher's own learning rate for a sweep that trains it); each value's source is there.
+The per-dataset config files (cifar100.py, tiny_imagenet.py, finegrained.py) are
+one-line wrappers.
 """
 
 from __future__ import annotations
@@ -17,23 +18,6 @@ from configs import default
 from figkd_jax.trainer import protocol
 
 FINEGRAINED_DATASETS = protocol.FINEGRAINED_DATASETS
-
-# MLKD's own solver per CIFAR-100 pair: (learning rate, epochs), from the authors'
-# configs/cifar100/ours/*.yaml (Jin-Ying/Multi-Level-Logit-Distillation). Their decay
-# epochs stay (150, 180, 210) also for the 480-epoch runs.
-MLKD_CIFAR_SOLVER: dict[tuple[str, str], tuple[float, int]] = {
-    ("resnet32x4", "resnet8x4"): (0.025, 240),
-    ("resnet56", "resnet20"): (0.025, 240),
-    ("resnet110", "resnet32"): (0.025, 240),
-    ("wrn_40_2", "wrn_16_2"): (0.025, 240),
-    ("wrn_40_2", "wrn_40_1"): (0.025, 240),
-    ("vgg13", "vgg8"): (0.025, 240),
-    ("resnet32x4", "shufflenetv2"): (0.01, 480),
-    ("vgg13", "mobilenetv2"): (0.0025, 480),
-    ("resnet50", "mobilenetv2"): (0.0025, 480),
-    ("resnet32x4", "shufflenetv1"): (0.01, 480),
-    ("wrn_40_2", "shufflenetv1"): (0.0025, 480),
-}
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:
@@ -73,11 +57,7 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
     config.model = student
     config.method.name = method
     config.seed = int(fields.get("seed", 0))
-    solver = protocol.SOLVERS.get(dataset)
-    if solver is not None:
-        config.batch_size, config.num_epochs = solver.batch_size, solver.num_epochs
-        config.optim.learning_rate = solver.learning_rate
-        config.optim.lr_decay_epochs = solver.lr_decay_epochs
+    _apply(config, protocol.SOLVERS[dataset])
     base_learning_rate = config.optim.learning_rate
     config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
     # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).
@@ -90,11 +70,21 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         pair = known[teacher, student]
         config.teacher.model = teacher
         config.method.dkd.beta = pair.dkd_beta
-        config.method.kd.ls_temperature, config.method.kd.ls_kd_weight = pair.kd_ls
+        for block, recipe in (
+            (config.method.kd, protocol.kd_ls(dataset, teacher, student)),
+            (config.method.mlkd, protocol.mlkd_ls(dataset, teacher, student)),
+        ):
+            block.ls_temperature, block.ls_kd_weight = recipe.temperature, recipe.kd_weight
         # A teacher trained inside a sweep follows its own protocol, not the student's.
         config.sweep.teacher_learning_rate = protocol.learning_rate(
             dataset, teacher, base_learning_rate
         )
     if method == "mlkd" and dataset == "cifar100":
-        config.optim.learning_rate, config.num_epochs = MLKD_CIFAR_SOLVER[teacher, student]
+        _apply(config, protocol.MLKD_SOLVERS[teacher, student])
     return config
+
+
+def _apply(config: ml_collections.ConfigDict, solver: protocol.Solver) -> None:
+    config.batch_size, config.num_epochs = solver.batch_size, solver.num_epochs
+    config.optim.learning_rate = solver.learning_rate
+    config.optim.lr_decay_epochs = solver.lr_decay_epochs

@@ -89,13 +89,18 @@ def get_config() -> ml_collections.ConfigDict:
     # ce_weight x (CE(weak) + CE(strong)) + kd_weight x (instance + class + batch
     # levels) over `temperatures`; the first `strong_temperatures` of them use the
     # strong view in the second instance-level sum (see losses.mlkd_terms). Needs
-    # the strong view (RandAugment) of each batch.
+    # the strong view (RandAugment) of each batch. With standardize (MLKD+LS, the LS
+    # authors' --base-temp 2 --kd-weight 9): ls_temperature replaces the first of
+    # `temperatures` and ls_kd_weight replaces kd_weight on every level; configs/benchmarks.py
+    # sets the values of each pair's published MLKD+LS run.
     config.method.mlkd = ml_collections.ConfigDict(
         dict(
             ce_weight=0.1,
             kd_weight=0.9,
             temperatures=(4.0, 3.0, 5.0, 2.0, 6.0),
             strong_temperatures=3,
+            ls_temperature=2.0,
+            ls_kd_weight=9.0,
         )
     )
     config.method.figkd = ml_collections.ConfigDict(

@@ -19,6 +19,8 @@ The temperature still divides the standardized logits and the term keeps its ``T
 factor, as in the authors' ``kd_loss`` and ``dkd_loss``. FiGKD+LS, this project's
 definition (docs/method.md): the Haar bands of the standardized logits, temperature
 ``figkd.ls_temperature``, weight ``figkd_weight * figkd.ls_weight_scale`` (2 and 9).
+MLKD+LS: the instance-level inputs standardized, temperature ``mlkd.ls_temperature`` in place
+of the first of ``mlkd.temperatures`` and weight ``mlkd.ls_kd_weight`` on every level (2 and 9).
 
 Example:
 
@@ -144,26 +146,31 @@ def _dist_term(config, s, t, labels, epoch, where):
 def _mlkd(config) -> Objective:
     """MLKD as its authors' code trains it: cross-entropy on both views, and the
     instance-, class- and batch-level terms of `losses.mlkd_terms`, each times
-    `kd_weight`. Logit standardization z-scores the instance-level inputs only,
-    as the logit-standardization authors do for MLKD."""
+    `kd_weight`. MLKD+LS as the logit-standardization authors run it (their
+    ``mdistiller/distillers/MLKD.py`` and ``tools/train.py``): the instance-level inputs
+    z-scored, ``ls_temperature`` in place of the first temperature of every level and
+    ``ls_kd_weight`` in place of ``kd_weight`` on every level; CE unchanged."""
 
     def objective(student, teacher, labels, *, epoch, where=None, student_strong, teacher_strong):
         del epoch
-        weights = config.mlkd
+        mlkd = config.mlkd
+        temperatures, kd_weight = tuple(mlkd.temperatures), mlkd.kd_weight
+        if config.standardize:
+            temperatures, kd_weight = (mlkd.ls_temperature, *temperatures[1:]), mlkd.ls_kd_weight
         terms = losses.mlkd_terms(
             student,
             teacher,
             student_strong,
             teacher_strong,
-            temperatures=tuple(weights.temperatures),
-            strong_temperatures=weights.strong_temperatures,
+            temperatures=temperatures,
+            strong_temperatures=mlkd.strong_temperatures,
             standardize=config.standardize,
             where=where,
         )
         ce = cross_entropy(student, labels, where) + cross_entropy(student_strong, labels, where)
         return {
-            "ce": weights.ce_weight * ce,
-            **{f"mlkd_{level}": weights.kd_weight * value for level, value in terms.items()},
+            "ce": mlkd.ce_weight * ce,
+            **{f"mlkd_{level}": kd_weight * value for level, value in terms.items()},
         }
 
     return objective

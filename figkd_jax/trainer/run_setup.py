@@ -237,6 +237,8 @@ RANGES = (
     ("method.dist.gamma", _non_negative, ">= 0"),
     ("method.mlkd.ce_weight", _non_negative, ">= 0"),
     ("method.mlkd.kd_weight", _non_negative, ">= 0"),
+    ("method.mlkd.ls_temperature", _positive, "> 0"),
+    ("method.mlkd.ls_kd_weight", _non_negative, ">= 0"),
     ("sweep.teacher_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
 )
 
