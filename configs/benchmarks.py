@@ -71,8 +71,8 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         config.teacher.model = teacher
         config.method.dkd.beta = pair.dkd_beta
         for block, recipe in (
-            (config.method.kd, protocol.kd_ls(dataset, teacher, student)),
-            (config.method.mlkd, protocol.mlkd_ls(dataset, teacher, student)),
+            (config.method.kd, protocol.ls_recipe("kd", dataset, teacher, student)),
+            (config.method.mlkd, protocol.ls_recipe("mlkd", dataset, teacher, student)),
         ):
             block.ls_temperature, block.ls_kd_weight = recipe.temperature, recipe.kd_weight
         # A teacher trained inside a sweep follows its own protocol, not the student's.

@@ -10,9 +10,10 @@ Train a teacher, then distil it:
       --workdir=runs/cifar100/resnet32x4-resnet8x4-figkd
 
 Methods: ce, kd, dkd, figkd, dist, mlkd (add --config.method.standardize=True for
-logit standardization). mlkd takes its authors' learning rate and epochs per pair
-(benchmarks.MLKD_CIFAR_SOLVER) and trains on a weak and a strong view of each batch.
-Pairs: configs/benchmarks.py.
+logit standardization, with each pair's published +LS recipe). mlkd takes its authors'
+released learning rate and epochs per pair (480 or 960 epochs; protocol.MLKD_SOLVERS) and
+trains on a weak and a strong view of each batch. Pairs and the source of every value:
+figkd_jax/trainer/protocol.py, docs/protocol.md.
 """
 
 from configs import benchmarks

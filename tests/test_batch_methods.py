@@ -90,7 +90,7 @@ def test_mlkd_takes_its_authors_solver_per_pair(pair, solver):
     )
     assert config.batch_size == solver.batch_size
     assert tuple(config.optim.lr_decay_epochs) == solver.lr_decay_epochs == (150, 180, 210)
-    recipe = protocol.mlkd_ls("cifar100", teacher, student)
+    recipe = protocol.ls_recipe("mlkd", "cifar100", teacher, student)
     ls = (config.method.mlkd.ls_temperature, config.method.mlkd.ls_kd_weight)
     assert ls == (recipe.temperature, recipe.kd_weight)
     other = benchmarks.benchmark_config(
@@ -116,6 +116,6 @@ def test_mlkd_ls_recipe_per_pair():
     # The LS authors' logs: weight 6 for these three pairs, 9 (their default) elsewhere; T = 2.
     weight_6 = {("vgg13", "vgg8"), ("resnet32x4", "shufflenetv2"), ("vgg13", "mobilenetv2")}
     for teacher, student in protocol.pairs("cifar100"):
-        recipe = protocol.mlkd_ls("cifar100", teacher, student)
+        recipe = protocol.ls_recipe("mlkd", "cifar100", teacher, student)
         assert recipe.temperature == 2.0
         assert recipe.kd_weight == (6.0 if (teacher, student) in weight_6 else 9.0)

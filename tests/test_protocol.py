@@ -106,7 +106,7 @@ def test_configs_and_report_read_the_table(pair):
     config = _config(pair, "dkd")
     assert config.optim.learning_rate == pair.learning_rate
     assert config.method.dkd.beta == pair.dkd_beta
-    kd_ls = protocol.kd_ls(pair.dataset, pair.teacher, pair.student)
+    kd_ls = protocol.ls_recipe("kd", pair.dataset, pair.teacher, pair.student)
     assert (config.method.kd.ls_temperature, config.method.kd.ls_kd_weight) == (
         kd_ls.temperature,
         kd_ls.kd_weight,
@@ -191,7 +191,10 @@ def test_docs_protocol_shows_the_table():
     for row in rows:
         names = _pair_names(row[0])
         pair, mlkd = cifar[names], protocol.MLKD_SOLVERS[names]
-        kd_ls, mlkd_ls = protocol.kd_ls("cifar100", *names), protocol.mlkd_ls("cifar100", *names)
+        kd_ls, mlkd_ls = (
+            protocol.ls_recipe("kd", "cifar100", *names),
+            protocol.ls_recipe("mlkd", "cifar100", *names),
+        )
         assert [float(c) for c in row[1:]] == [
             pair.learning_rate,
             pair.dkd_beta,

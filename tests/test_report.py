@@ -157,7 +157,8 @@ def test_markdown_table_shows_numbers_references_and_unfinished_runs(written):
         "| cifar100 | resnet32x4 | resnet8x4 | kd | 3 | 5 | 72.00 ± 2.00 | 70.00 ± 1.00 "
         "| 73.33 | -1.33 | 79.00 |"
     )
-    assert "| 77.00 ± 2.65 |" in lines["figkd"] and "| 78.05 | -1.05 |" in lines["figkd"]
+    # No FiGKD number is published (docs/method.md): no reference, no difference.
+    assert "| 77.00 ± 2.65 |" in lines["figkd"] and "| — | — |" in lines["figkd"]
     assert "5 (**unfinished**: seed 2 at 3)" in lines["figkd"]
     # The teacher alone: one seed, matched to the teacher column of the published table.
     assert lines["ce"] == (
@@ -182,7 +183,7 @@ def test_csv_has_one_numeric_field_per_column(written):
     figkd = rows[2]
     assert figkd["seeds"] == "0 1 2" and figkd["unfinished"] == "2:3"
     assert float(figkd["best_top1_std"]) == pytest.approx(math.sqrt(7.0), abs=1e-4)
-    assert float(figkd["published_top1"]) == 78.05
+    assert figkd["published_top1"] == "" and float(rows[1]["published_top1"]) == 73.33
     assert rows[0]["teacher"] == "" and rows[0]["best_top1_std"] == ""
 
 
@@ -257,9 +258,11 @@ def test_published_numbers_of_models_alone_and_of_pairs():
     assert report.reference_top1("cifar100", None, "mobilenetv2", "kd") is None
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "figkd") is None
     assert report.reference_top1("cifar100", "resnet56", "resnet20", "dkd+LS") == 72.32
-    assert report.reference_top1("tiny_imagenet", "vgg13", "vgg8", "figkd") == 64.52
+    assert report.reference_top1("cifar100", "resnet56", "resnet20", "mlkd+LS") == 72.33
     assert report.reference_top1("tiny_imagenet", "resnet18", "mobilenetv2_tin", "kd") == 58.35
-    assert report.reference_top1("stanford_dogs", None, "resnet34_imagenet", "ce") == 69.28
+    # Numbers without a source are not shown (docs/method.md): FiGKD's, the fine-grained ones.
+    assert report.reference_top1("tiny_imagenet", "vgg13", "vgg8", "figkd") is None
+    assert report.reference_top1("stanford_dogs", None, "resnet34_imagenet", "ce") is None
 
 
 def test_no_results_is_a_clear_error(tmp_path):

@@ -23,9 +23,9 @@ The format, so that a pair, a column or a recipe is one line:
   the report gives a run (``"kd"``, ``"kd+LS"``, ...), or ``"teacher"`` / ``"student"`` for
   the two models trained alone. `TOP1_SOURCES` names the source of each (dataset, column)
   that holds a number.
-- `KD_LS` and `MLKD_LS`: the (temperature, KD weight) of each pair's published +LS run,
-  `LS_DEFAULT` elsewhere; `MLKD_SOLVERS`: MLKD's own solver per CIFAR-100 pair; `SOLVERS`:
-  each dataset's solver.
+- `KD_LS` and `MLKD_LS` (read through `ls_recipe`): the (temperature, KD weight) of each
+  pair's published +LS run, `LS_DEFAULT` elsewhere; `MLKD_SOLVERS`: MLKD's own solver per
+  CIFAR-100 pair; `SOLVERS`: each dataset's solver.
 
 No FiGKD number is shown as published: the paper's tables (arXiv:2505.11897) could not be
 read from any stored source, and the numbers this table once held came from a page that
@@ -251,14 +251,11 @@ def find(dataset: str, teacher: str | None, student: str) -> Pair | None:
     return pairs(dataset).get((teacher, student))
 
 
-def kd_ls(dataset: str, teacher: str, student: str) -> LsRecipe:
-    """The KD+LS recipe of the pair's published run, else the authors' default."""
-    return KD_LS.get((teacher, student), LS_DEFAULT) if dataset == "cifar100" else LS_DEFAULT
-
-
-def mlkd_ls(dataset: str, teacher: str, student: str) -> LsRecipe:
-    """The MLKD+LS recipe of the pair's published run, else the authors' default."""
-    return MLKD_LS.get((teacher, student), LS_DEFAULT) if dataset == "cifar100" else LS_DEFAULT
+def ls_recipe(method: str, dataset: str, teacher: str, student: str) -> LsRecipe:
+    """The +LS recipe of `method` ("kd" or "mlkd") in the pair's published run (`KD_LS`,
+    `MLKD_LS`), else the authors' default `LS_DEFAULT`."""
+    published = {"kd": KD_LS, "mlkd": MLKD_LS}[method] if dataset == "cifar100" else {}
+    return published.get((teacher, student), LS_DEFAULT)
 
 
 def learning_rate(dataset: str, model: str, default: float) -> float:
