@@ -79,8 +79,13 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         config.sweep.teacher_learning_rate = protocol.learning_rate(
             dataset, teacher, base_learning_rate
         )
-    if method == "mlkd" and dataset == "cifar100":
-        _apply(config, protocol.MLKD_SOLVERS[teacher, student])
+        if dataset == "cifar100":
+            # MLKD's own solver, for a run of method=mlkd and the mlkd runs of a sweep.
+            mlkd = protocol.MLKD_SOLVERS[teacher, student]
+            config.sweep.mlkd_num_epochs = mlkd.num_epochs
+            config.sweep.mlkd_learning_rate = mlkd.learning_rate
+            if method == "mlkd":
+                _apply(config, mlkd)
     return config
 
 

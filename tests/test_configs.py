@@ -127,6 +127,18 @@ def test_a_sweep_trains_the_teacher_under_the_teachers_protocol():
     }
 
 
+def test_a_sweeps_mlkd_runs_take_mlkds_own_solver():
+    config = _load("cifar100", "teacher=resnet32x4,student=shufflenetv1")
+    config.sweep.methods = ("kd", "mlkd")
+    runs = dict(sweep.plan(config))
+    solver = {name: (run.num_epochs, run.optim.learning_rate) for name, run in runs.items()}
+    # Jin-Ying/Multi-Level-Logit-Distillation@77b91ec:configs/cifar100/ours/res32x4_shuv1.yaml.
+    assert solver == {"kd_seed0": (240, 0.01), "mlkd_seed0": (960, 0.01)}
+    assert runs["mlkd_seed0"].sweep.mlkd_num_epochs is None
+    single = _load("cifar100", "teacher=resnet32x4,student=resnet8x4,method=mlkd")
+    assert (single.num_epochs, single.optim.learning_rate) == (480, 0.025)
+
+
 def test_a_strong_view_needs_an_rgb_pad_crop_flip_dataset():
     config = _load(
         "finegrained",

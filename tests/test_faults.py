@@ -311,7 +311,11 @@ OUT_OF_RANGE = {
     "method.dist.gamma": float("nan"),
     "method.mlkd.ce_weight": -0.1,
     "method.mlkd.kd_weight": -0.9,
+    "method.mlkd.ls_temperature": 0.0,
+    "method.mlkd.ls_kd_weight": -9.0,
     "sweep.teacher_num_epochs": 0,
+    "sweep.mlkd_num_epochs": 0,
+    "sweep.mlkd_learning_rate": 0.0,
 }
 
 

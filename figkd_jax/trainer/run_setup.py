@@ -240,6 +240,8 @@ RANGES = (
     ("method.mlkd.ls_temperature", _positive, "> 0"),
     ("method.mlkd.ls_kd_weight", _non_negative, ">= 0"),
     ("sweep.teacher_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
+    ("sweep.mlkd_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
+    ("sweep.mlkd_learning_rate", lambda x: x is None or x > 0, "None or > 0"),
 )
 
 

@@ -7,7 +7,8 @@ Layout of ``<workdir>``:
   ``config.sweep.train_teacher`` is set; it trains with the students' config except
   for the ``config.sweep.teacher_*`` fields (its own epochs, decay epochs and learning
   rate; the benchmark configs set the protocol's rate of the teacher architecture);
-- ``<method>_seed<seed>/``: one run per method and seed.
+- ``<method>_seed<seed>/``: one run per method and seed; the ``mlkd`` runs take
+  ``config.sweep.mlkd_*`` (MLKD's own epochs and learning rate) where set.
 
 Each run is an ordinary run (its own config.json, checkpoints and
 results.json, and its own lock while it trains), so an interrupted sweep
@@ -41,6 +42,7 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
     base.sweep.teacher_num_epochs = base.sweep.teacher_lr_decay_epochs = None
     base.sweep.teacher_learning_rate = None
     base.sweep.teacher_train_split = None
+    base.sweep.mlkd_num_epochs = base.sweep.mlkd_learning_rate = None
     if config.sweep.train_teacher:
         if not config.teacher.model:
             raise ConfigError("config.sweep.train_teacher needs config.teacher.model")
@@ -65,6 +67,10 @@ def plan(config: ml_collections.ConfigDict) -> list[tuple[str, ml_collections.Co
             run = ml_collections.ConfigDict(base.to_dict())
             run.method.name = method
             run.seed = seed
+            if method == "mlkd" and config.sweep.mlkd_num_epochs is not None:
+                run.num_epochs = config.sweep.mlkd_num_epochs
+            if method == "mlkd" and config.sweep.mlkd_learning_rate is not None:
+                run.optim.learning_rate = config.sweep.mlkd_learning_rate
             if config.sweep.train_teacher and methods.get(method).needs_teacher:
                 run.teacher.workdir = "teacher"  # made absolute by run()
                 run.teacher.checkpoint = None
