@@ -14,8 +14,9 @@ published ShuffleV2 numbers come from code that is not public. ``shufflenetv2`` 
 whole map (what the reference's pool computes at 32x32), keeping the reference's parameters;
 that is the nearest definition that runs.
 
-The CIFAR-100 pairs are accepted too, under the same setting (the FiGKD author reports
-TinyImageNet numbers for them without publishing the recipe).
+The CIFAR-100 pairs are accepted too, under the same setting (the FiGKD paper reports
+TinyImageNet results, its abstract says; its pairs and recipe could not be read, and no
+author released a TinyImageNet recipe for these pairs: figkd_jax/trainer/protocol.py).
 
 Prepare the data once (see README), then:
 
