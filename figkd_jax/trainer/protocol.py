@@ -241,6 +241,23 @@ MLKD_LS: dict[tuple[str, str], LsRecipe] = {
 # fmt: on
 
 
+def all_sources() -> list[tuple[str, str]]:
+    """(what, source) of every value of the tables above that names a source: the one list
+    tests/test_protocol.py checks, and docs/protocol.md's "Sources of every value" shows."""
+    return [
+        *((f"{p.dataset} {p.teacher} -> {p.student}: lr, DKD beta", p.source) for p in PAIRS),
+        *((f"{name}: solver", solver.source) for name, solver in SOLVERS.items()),
+        *((f"cifar100 {t} -> {s}: MLKD solver", v.source) for (t, s), v in MLKD_SOLVERS.items()),
+        *((f"cifar100 {t} -> {s}: KD+LS T, weight", r.source) for (t, s), r in KD_LS.items()),
+        *((f"cifar100 {t} -> {s}: MLKD+LS T, weight", r.source) for (t, s), r in MLKD_LS.items()),
+        ("LS default", LS_DEFAULT.source),
+        *(
+            (f"{dataset}: published {key}", source)
+            for (dataset, key), source in TOP1_SOURCES.items()
+        ),
+    ]
+
+
 def pairs(dataset: str) -> dict[tuple[str, str], Pair]:
     """The pairs of `dataset`, by (teacher, student)."""
     return {(p.teacher, p.student): p for p in PAIRS if p.dataset == dataset}
