@@ -638,6 +638,24 @@ def test_every_loss_follows_one_signature(name):
     )
 
 
+def test_optax_correspondence_stated_in_the_docs():
+    """figkd_jax.losses' docstring: kd_loss is T**2 optax.losses.kl_divergence of the tempered
+    softmaxes, and figkd_loss is kd_loss of the high bands."""
+    optax = pytest.importorskip("optax")  # not in the library-only environment of .ci/library
+    s, t = logits_pair(dtype=np.float32)
+    temperature = 3.0
+    optax_kd = temperature**2 * optax.losses.kl_divergence(
+        jax.nn.log_softmax(s / temperature), jax.nn.softmax(t / temperature)
+    )
+    np.testing.assert_allclose(kd_loss(s, t, temperature=temperature), optax_kd, rtol=1e-5)
+    high_s, high_t = figkd_jax.haar_highpass(s, 2), figkd_jax.haar_highpass(t, 2)
+    np.testing.assert_allclose(
+        figkd_loss(s, t, temperature=temperature, level=2),
+        kd_loss(high_s, high_t, temperature=temperature),
+        rtol=1e-6,
+    )
+
+
 F = jnp.zeros((2, 8))
 
 
