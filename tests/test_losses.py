@@ -1,6 +1,7 @@
 """Tests of the distillation losses against NumPy references of the published formulas."""
 
 import doctest
+import importlib
 import inspect
 import itertools
 import math
@@ -14,6 +15,7 @@ import pywt
 from jax.test_util import check_grads
 
 import figkd_jax
+import figkd_jax.diagnostics
 from figkd_jax import (
     MODES,
     dkd_loss,
@@ -729,6 +731,19 @@ def test_docstring_examples():
     for module in (losses, wavelets):
         result = doctest.testmod(module, extraglobs={"jnp": jnp}, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_docstring_references_resolve_in_the_installed_package():
+    """Docstrings point only to what an installed package holds: no repository files, and every
+    :func: or :mod: reference names a function of the module or an importable module."""
+    for module in (losses, wavelets, figkd_jax.diagnostics):
+        texts = [module.__doc__] + [getattr(module, name).__doc__ for name in module.__all__]
+        for text in filter(None, texts):
+            assert not re.search(r"docs/|\.md\b", text), (module.__name__, text[:80])
+            for name in re.findall(r":func:`(\w+)`", text):
+                assert inspect.isfunction(getattr(module, name, None)), (module.__name__, name)
+            for name in re.findall(r":mod:`([\w.]+)`", text):
+                importlib.import_module(name)
 
 
 def test_public_api():
