@@ -97,7 +97,8 @@ def kd_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape (stop its gradient yourself if needed).
-      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``).
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 loss and 0 grad.
       axis: the class axis.
 
@@ -140,7 +141,8 @@ def dkd_terms(
       teacher_logits: floating array of the same shape.
       labels: integer array ``batch_shape`` of target classes in ``[0, C)``; an example with a
         label outside that range gives NaN (unless masked by ``where``).
-      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``).
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad.
       axis: the class axis.
 
@@ -198,7 +200,8 @@ def dkd_loss(
       student_logits: floating array ``(*batch_shape, C)`` with ``C >= 2``.
       teacher_logits: floating array of the same shape.
       labels: integer array ``batch_shape`` of target classes in ``[0, C)``.
-      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``).
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       alpha: weight of the target-class term.
       beta: weight of the non-target-class term.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad.
@@ -249,7 +252,8 @@ def figkd_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``).
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       level: ``1 <= level <= haar_max_level(C)`` (checked for every band).
       band: ``"high"``, ``"low"`` or ``"all"``.
       domain: ``"logits"`` or ``"coefficients"``.
@@ -320,7 +324,8 @@ def dist_terms(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``, a scalar (the batch term has one temperature).
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad and
         leaves the example out of the intra-class correlation.
       axis: the class axis.
@@ -371,7 +376,8 @@ def dist_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``, a scalar (the batch term has one temperature).
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       beta: weight of the inter-class (per-example) term.
       gamma: weight of the intra-class (batch) term.
       where: optional bool mask broadcastable to ``batch_shape``; see :func:`dist_terms`.
@@ -455,7 +461,8 @@ def mlkd_batch_loss(
     Args:
       student_logits: floating array ``(B, C)``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``, a scalar (the batch term has one temperature).
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask ``(B,)``; masked examples give 0, take no part in ``G``, and
         do not count in ``n``.
       axis: the class axis.
@@ -492,7 +499,8 @@ def mlkd_class_loss(
     Args:
       student_logits: floating array ``(B, C)``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``, a scalar (the batch term has one temperature).
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask ``(B,)``; masked examples give 0 and take no part in ``G``.
       axis: the class axis.
 
