@@ -2,7 +2,13 @@
 
 For each (batch, classes) size and each loss, measures ``jax.value_and_grad`` with respect to
 the student logits of the mean per-example loss, jitted, after warm-up; reports the median time
-of many calls in microseconds and the ratio to ``kd_loss`` at the same size.
+of many calls in microseconds and the ratio to ``kd_loss`` at the same size. The losses are
+called round-robin and the ratio is the median over rounds of each round's ratio, so that load
+from other processes, which drifts over seconds, cancels out of it.
+
+The rows ``haar bands L=k`` time FiGKD's own extra work alone: the student's high band
+forward and backward and the teacher's forward (weighted by a fixed random array), what
+``figkd_loss`` adds to ``kd_loss`` unless XLA fuses it into the softmaxes.
 
     python benchmarks/losses.py
     python benchmarks/losses.py --sizes 64x100 1024x1000 --repeats 500
@@ -20,24 +26,30 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from figkd_jax import dkd_loss, figkd_loss, kd_loss
+from figkd_jax import dkd_loss, figkd_loss, haar_highpass, kd_loss
 
 DEFAULT_SIZES = ("64x100", "256x200", "1024x1000")
 
 
-def _losses() -> dict[str, Callable[..., jax.Array]]:
+def _losses(weights: jax.Array) -> dict[str, Callable[..., jax.Array]]:
     losses = {
         "kd_loss": lambda s, t, y: kd_loss(s, t),
         "dkd_loss": lambda s, t, y: dkd_loss(s, t, y),
     }
     for level in (1, 2, 3):
         losses[f"figkd_loss L={level}"] = lambda s, t, y, level=level: figkd_loss(s, t, level=level)
+    for level in (1, 2, 3):
+        losses[f"haar bands L={level}"] = lambda s, t, y, level=level: jnp.sum(
+            (haar_highpass(s, level) + haar_highpass(t, level)) * weights, axis=-1
+        )
     return losses
 
 
-def _median_us(steps: dict[str, Callable], args: tuple, warmup: int, repeats: int) -> dict:
-    """Median microseconds per call of each step; calls are interleaved round-robin so that
-    load from other processes on the machine affects every loss alike."""
+def _timings(
+    steps: dict[str, Callable], args: tuple, warmup: int, repeats: int, reference: str
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median microseconds per call of each step, and the median over rounds of its time
+    divided by that of `reference` in the same round."""
     for step in steps.values():
         for _ in range(warmup):
             jax.block_until_ready(step(*args))
@@ -47,7 +59,12 @@ def _median_us(steps: dict[str, Callable], args: tuple, warmup: int, repeats: in
             start = time.perf_counter()
             jax.block_until_ready(step(*args))
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
+    micros = {name: statistics.median(ts) * 1e6 for name, ts in times.items()}
+    ratios = {
+        name: statistics.median(a / b for a, b in zip(ts, times[reference], strict=True))
+        for name, ts in times.items()
+    }
+    return micros, ratios
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -83,26 +100,30 @@ def main() -> None:
         f"jax {jax.__version__} on {device.platform} ({device.device_kind})"
     )
     print(
-        f"median of {args.repeats} interleaved calls after {args.warmup} warm-up calls, float32\n"
+        f"median of {args.repeats} interleaved calls after {args.warmup} warm-up calls, float32; "
+        "ratio: median over rounds\n"
     )
     header = f"{'batch x classes':>16} | {'loss':<16} | {'us / call':>10} | {'vs kd_loss':>10}"
     print(header)
     print("-" * len(header))
     key = jax.random.key(args.seed)
     for batch, classes in args.sizes:
-        k_s, k_t, k_y, key = jax.random.split(key, 4)
+        k_s, k_t, k_y, k_w, key = jax.random.split(key, 5)
         student = jax.random.normal(k_s, (batch, classes)) * 3.0
         teacher = jax.random.normal(k_t, (batch, classes)) * 3.0
         labels = jax.random.randint(k_y, (batch,), 0, classes)
+        weights = jax.random.normal(k_w, (batch, classes))
         steps = {
             name: jax.jit(jax.value_and_grad(lambda s, t, y, loss=loss: jnp.mean(loss(s, t, y))))
-            for name, loss in _losses().items()
+            for name, loss in _losses(weights).items()
         }
-        micros = _median_us(steps, (student, teacher, labels), args.warmup, args.repeats)
+        micros, ratios = _timings(
+            steps, (student, teacher, labels), args.warmup, args.repeats, "kd_loss"
+        )
         for name, value in micros.items():
             print(
                 f"{f'{batch} x {classes}':>16} | {name:<16} | {value:>10.1f} | "
-                f"{value / micros['kd_loss']:>9.2f}x"
+                f"{ratios[name]:>9.2f}x"
             )
 
 

@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from figkd_jax.losses import kd_loss
+from figkd_jax.losses import _check_permutation, _prepare_logits, kd_loss
 from figkd_jax.wavelets import haar_lowpass
+
+__all__ = ["DIAGNOSTICS", "band_diagnostics"]
 
 DIAGNOSTICS = (
     "teacher_low_energy",
@@ -33,6 +35,7 @@ def band_diagnostics(
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
     class_permutation: ArrayLike | None = None,
+    axis: int = -1,
 ) -> dict[str, jax.Array]:
     """Energies of the low and high Haar bands of both logit vectors, and the KL in each band.
 
@@ -46,36 +49,28 @@ def band_diagnostics(
       i.e. ``figkd_loss(s, t, band="low"/"high", level=level, mode=mode)``.
 
     Args:
-      student_logits: floating array ``(*batch_shape, C)``.
+      student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape.
       level: Haar level, ``1 <= level <= haar_max_level(C)``.
       mode: Haar boundary mode: ``"symmetric"``, ``"zero"`` or ``"periodization"``.
-      temperature: ``T > 0`` of the KLs.
+      temperature: ``T > 0`` of the KLs, a scalar or one per example (``batch_shape``).
       where: optional bool array broadcastable to ``batch_shape``; False excludes an example
         (even with non-finite logits). With no example left every value is 0.
       class_permutation: optional ``(C,)`` permutation of the classes (see
         ``figkd_jax.trainer.class_order``):
         both logit vectors become ``logits[..., class_permutation]`` before the transform,
         as in ``figkd_loss``.
+      axis: the class axis.
 
     Returns:
       ``{name: scalar}`` (at least float32) for each name of ``DIAGNOSTICS``.
     """
-    student = _as_float(student_logits, "student_logits")
-    teacher = _as_float(teacher_logits, "teacher_logits")
-    if student.shape != teacher.shape or student.ndim == 0:
-        raise ValueError(
-            "student_logits and teacher_logits must have the same shape (*batch_shape, C), got "
-            f"{student.shape} and {teacher.shape}"
-        )
+    # Masked examples come back zeroed, so that a non-finite one leaves no NaN in the bands.
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     if class_permutation is not None:
-        student = jnp.take(student, jnp.asarray(class_permutation), axis=-1)
-        teacher = jnp.take(teacher, jnp.asarray(class_permutation), axis=-1)
-    mask = _mask(where, student.shape[:-1])
-    if mask is not None:
-        # Zeroed before the transform so that a masked non-finite example leaves no NaN.
-        student = jnp.where(mask[..., None], student, 0.0)
-        teacher = jnp.where(mask[..., None], teacher, 0.0)
+        permutation = _check_permutation(class_permutation, student.shape[-1])
+        student = jnp.take(student, permutation, axis=-1)
+        teacher = jnp.take(teacher, permutation, axis=-1)
     bands = {}
     for name, logits in (("student", student), ("teacher", teacher)):
         low = haar_lowpass(logits, level, mode=mode)
@@ -89,27 +84,6 @@ def band_diagnostics(
             bands["student"][band], bands["teacher"][band], temperature=temperature, where=mask
         )
     return {name: _masked_mean(values[name], mask) for name in DIAGNOSTICS}
-
-
-def _as_float(x: ArrayLike, name: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
-
-
-def _mask(where: ArrayLike | None, batch_shape: tuple[int, ...]) -> jax.Array | None:
-    if where is None:
-        return None
-    mask = jnp.asarray(where)
-    if mask.dtype != jnp.bool_:
-        raise TypeError(f"where must be a bool array, got dtype {mask.dtype}")
-    try:
-        return jnp.broadcast_to(mask, batch_shape)
-    except ValueError:
-        raise ValueError(
-            f"where must be broadcastable to batch_shape {batch_shape}, got shape {mask.shape}"
-        ) from None
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:

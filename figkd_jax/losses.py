@@ -1,9 +1,14 @@
 """Logit distillation losses: KD, DKD, FiGKD, DIST, MLKD and logit standardization.
 
-Every loss is a pure function of logits of shape ``(*batch_shape, C)`` and returns per-example
-losses of shape ``batch_shape``; the caller reduces them (for example with ``jnp.mean``).
-Where a loss takes ``axis`` (like ``optax.losses``), the class axis may be any axis of the
-logits and ``batch_shape`` is the logits' shape without it.
+Every loss is a pure function of logits of shape ``(*batch_shape, C)`` (the classes on
+``axis``) and returns per-example losses of shape ``batch_shape``; the caller reduces them
+(for example with ``jnp.mean``). In optax's terms, with ``s``, ``t`` the student and teacher
+logits::
+
+    kd_loss(s, t, temperature=T)
+      == T**2 * optax.losses.kl_divergence(log_softmax(s / T), softmax(t / T))
+    figkd_loss(s, t, temperature=T, level=L)
+      == kd_loss(haar_highpass(s, L), haar_highpass(t, L), temperature=T)
 
 Terms of DIST and MLKD couple the examples of a batch (a correlation or a Gram matrix over
 the batch). They are returned per example too: each unmasked example carries the batch
@@ -11,20 +16,34 @@ term, so that the mean over the unmasked examples is the published batch loss. C
 a global batch that is sharded over devices (``jit`` with a sharded input), the value does not
 depend on the device count: the batch statistics are those of the global batch.
 
-Shared conventions:
+One signature for every loss and term function: the logits (and DKD's ``labels``) are
+positional; ``temperature``, ``where`` and ``axis`` are keyword-only. Two take no single
+``temperature``: ``mlkd_terms`` takes a tuple ``temperatures`` (MLKD sums over several) and
+``mlkd_confidence_fractions`` none (the authors' code uses the teacher's plain softmax).
+``standardize_logits`` is a transform, not a loss: it takes ``axis`` only.
 
 * Math runs in at least float32: bfloat16 and float16 inputs are upcast, float64 stays float64.
 * ``temperature`` ``T`` divides the logits of both softmaxes and the divergence is scaled by
-  ``T**2`` so that gradient magnitudes do not depend on ``T`` (Hinton et al., 2015).
+  ``T**2`` so that gradient magnitudes do not depend on ``T`` (Hinton et al., 2015). It is a
+  scalar or, for the losses that are per example (KD, DKD, FiGKD), one value per example
+  (shape ``batch_shape``); the batch terms of DIST and MLKD take a scalar. Any other shape is
+  refused.
 * ``where`` is an optional boolean array broadcastable to ``batch_shape``: one flag per
-  example, not per logit (a mask of the logits' shape is an error, since a loss here cannot
-  leave out single classes; optax's ``where`` masks entries). Examples where it is False give
-  exactly 0 and exactly zero gradient, even if their logits are inf or NaN: their logits are
-  replaced by zeros before any arithmetic, not only after. They also take no part in the
-  batch terms of DIST and MLKD.
+  example. This differs from optax, whose ``where`` masks single entries of the logits; a mask
+  of the logits' shape is refused here, since a loss cannot leave out single classes.
+  What it guarantees: an example where it is False gives exactly 0 and exactly zero gradient
+  with respect to its logits (and to its ``temperature``), even if those logits are inf or
+  NaN, since they are replaced by zeros before any arithmetic; it takes no part in the batch
+  terms of DIST and MLKD. It does not protect what produced the logits: a NaN input to a
+  network still makes NaN parameter gradients through the network's own backward pass (zero
+  times NaN), as in any JAX code; filter such inputs before the network.
 * Invalid arguments raise ``ValueError`` / ``TypeError`` when the function is called or traced,
-  from shapes, dtypes and Python values. The values of traced arguments (a ``temperature``,
-  ``labels`` or the entries of a ``class_permutation`` under ``jit``) cannot be checked there.
+  from shapes, dtypes and concrete values (Python numbers, NumPy arrays, JAX arrays that are
+  not traced). The values of traced arguments (a ``temperature``, ``labels`` or the entries of
+  a ``class_permutation`` passed through ``jit``) cannot be checked there: a traced
+  ``temperature`` of 0 gives inf or NaN. Structural arguments (``level``, ``band``,
+  ``domain``, ``mode``, ``axis``) must be Python values: under ``jax.jit`` mark them static
+  (``static_argnames``).
 """
 
 from __future__ import annotations
@@ -78,7 +97,8 @@ def kd_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape (stop its gradient yourself if needed).
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 loss and 0 grad.
       axis: the class axis.
 
@@ -90,8 +110,8 @@ def kd_loss(
     >>> [round(v, 4) for v in kd_loss(s, t, temperature=1.0).tolist()]
     [0.0, 1.0926]
     """
-    _check_temperature(temperature)
     student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
+    temperature = _prepare_temperature(temperature, student.shape[:-1], mask)
     return _masked(_tempered_kl(student, teacher, temperature), mask)
 
 
@@ -102,6 +122,7 @@ def dkd_terms(
     *,
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> tuple[Array, Array]:
     """The two terms of Decoupled KD (Zhao et al., CVPR 2022), per example, unweighted.
 
@@ -120,8 +141,10 @@ def dkd_terms(
       teacher_logits: floating array of the same shape.
       labels: integer array ``batch_shape`` of target classes in ``[0, C)``; an example with a
         label outside that range gives NaN (unless masked by ``where``).
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad.
+      axis: the class axis.
 
     Returns:
       ``(tckd, nckd)``, two arrays ``batch_shape``.
@@ -131,12 +154,13 @@ def dkd_terms(
     >>> tckd.tolist(), nckd.tolist()
     ([0.0], [0.0])
     """
-    _check_temperature(temperature)
-    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     num_classes = student.shape[-1]
     if num_classes < 2:
         raise ValueError(f"DKD needs at least 2 classes, got logits of shape {student.shape}")
     labels = _check_labels(labels, student.shape[:-1])
+    temperature = _prepare_temperature(temperature, student.shape[:-1], mask)
+    scale = _per_class(temperature)
     is_target = labels[..., None] == jnp.arange(num_classes)
 
     def binary_and_non_target(scaled: Array) -> tuple[Array, Array]:
@@ -146,8 +170,8 @@ def dkd_terms(
         rest = jax.nn.logsumexp(non_target, axis=-1)
         return jnp.stack([target, rest], axis=-1), non_target
 
-    student_binary, student_rest = binary_and_non_target(student / temperature)
-    teacher_binary, teacher_rest = binary_and_non_target(teacher / temperature)
+    student_binary, student_rest = binary_and_non_target(student / scale)
+    teacher_binary, teacher_rest = binary_and_non_target(teacher / scale)
     tckd = temperature**2 * _softmax_kl(student_binary, teacher_binary)
     nckd = temperature**2 * _softmax_kl(student_rest, teacher_rest)
     valid = (labels >= 0) & (labels < num_classes)
@@ -164,6 +188,7 @@ def dkd_loss(
     alpha: float | ArrayLike = 1.0,
     beta: float | ArrayLike = 8.0,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> Array:
     """Decoupled KD (Zhao et al., CVPR 2022) per example: ``alpha * tckd + beta * nckd``.
 
@@ -175,10 +200,12 @@ def dkd_loss(
       student_logits: floating array ``(*batch_shape, C)`` with ``C >= 2``.
       teacher_logits: floating array of the same shape.
       labels: integer array ``batch_shape`` of target classes in ``[0, C)``.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       alpha: weight of the target-class term.
       beta: weight of the non-target-class term.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad.
+      axis: the class axis.
 
     Returns:
       Array ``batch_shape``.
@@ -190,9 +217,9 @@ def dkd_loss(
     ((1,), True)
     """
     tckd, nckd = dkd_terms(
-        student_logits, teacher_logits, labels, temperature=temperature, where=where
+        student_logits, teacher_logits, labels, temperature=temperature, where=where, axis=axis
     )
-    return alpha * tckd + beta * nckd
+    return jnp.asarray(alpha) * tckd + jnp.asarray(beta) * nckd
 
 
 def figkd_loss(
@@ -211,7 +238,7 @@ def figkd_loss(
     """FiGKD loss per example: KD between Haar frequency bands of the logits over classes.
 
     ``T**2 * KL(softmax(B(t) / T) || softmax(B(s) / T))`` where ``B`` picks a band of the Haar
-    decomposition over the class axis (see docs/method.md):
+    decomposition over the class axis (see :mod:`figkd_jax.wavelets`):
 
     * ``domain="logits"``: ``B = high_L`` (``band="high"``, the default) or ``low_L``
       (``band="low"``), the band components, of length ``C``;
@@ -225,7 +252,8 @@ def figkd_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``).
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar or one per example (shape ``batch_shape``); checked
+        only where concrete (a traced value cannot be).
       level: ``1 <= level <= haar_max_level(C)`` (checked for every band).
       band: ``"high"``, ``"low"`` or ``"all"``.
       domain: ``"logits"`` or ``"coefficients"``.
@@ -246,7 +274,6 @@ def figkd_loss(
     >>> bool(figkd_loss(s, t, band="all")[0] > 0.0)
     True
     """
-    _check_temperature(temperature)
     if band not in BANDS:
         raise ValueError(f"band must be one of {BANDS}, got {band!r}")
     if domain not in DOMAINS:
@@ -256,6 +283,7 @@ def figkd_loss(
     student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     num_classes = student.shape[-1]
     _check_level(level, num_classes)
+    temperature = _prepare_temperature(temperature, student.shape[:-1], mask)
     if class_permutation is not None:
         permutation = _check_permutation(class_permutation, num_classes)
         student = jnp.take(student, permutation, axis=-1)
@@ -296,7 +324,8 @@ def dist_terms(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask broadcastable to ``batch_shape``; False gives 0 and 0 grad and
         leaves the example out of the intra-class correlation.
       axis: the class axis.
@@ -311,10 +340,10 @@ def dist_terms(
     >>> bool(jnp.allclose(inter, 0.0, atol=1e-4) & jnp.allclose(intra, 0.0, atol=1e-4))
     True
     """
-    _check_temperature(temperature)
     student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     if student.shape[-1] < 2:
         raise ValueError(f"DIST needs at least 2 classes, got logits of shape {student.shape}")
+    temperature = _prepare_temperature(temperature, (), None, coupled="dist_terms")
     p_s = jax.nn.softmax(student / temperature, axis=-1)
     p_t = jax.nn.softmax(teacher / temperature, axis=-1)
     inter = temperature**2 * (1.0 - _pearson(p_s, p_t, axis=-1))
@@ -347,7 +376,8 @@ def dist_loss(
     Args:
       student_logits: floating array ``(*batch_shape, C)`` (classes on ``axis``), ``C >= 2``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       beta: weight of the inter-class (per-example) term.
       gamma: weight of the intra-class (batch) term.
       where: optional bool mask broadcastable to ``batch_shape``; see :func:`dist_terms`.
@@ -365,7 +395,7 @@ def dist_loss(
     inter, intra = dist_terms(
         student_logits, teacher_logits, temperature=temperature, where=where, axis=axis
     )
-    return beta * inter + gamma * intra
+    return jnp.asarray(beta) * inter + jnp.asarray(gamma) * intra
 
 
 MLKD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
@@ -373,7 +403,7 @@ MLKD_TEMPERATURES = (4.0, 3.0, 5.0, 2.0, 6.0)
 
 
 def mlkd_confidence_fractions(
-    teacher_logits: ArrayLike, *, where: ArrayLike | None = None
+    teacher_logits: ArrayLike, *, where: ArrayLike | None = None, axis: int = -1
 ) -> tuple[Array, Array]:
     """The weights that MLKD's confidence masks amount to in the authors' code.
 
@@ -390,6 +420,7 @@ def mlkd_confidence_fractions(
     Args:
       teacher_logits: floating array ``(B, C)``.
       where: optional bool mask ``(B,)``; masked examples take no part.
+      axis: the class axis.
 
     Returns:
       ``(example_fraction, class_fraction)``, float32 scalars in ``[0, 1]`` (the first is 0
@@ -399,7 +430,7 @@ def mlkd_confidence_fractions(
     >>> [float(f) for f in mlkd_confidence_fractions(t)]
     [0.5, 0.5]
     """
-    teacher, _, mask = _prepare_logits(teacher_logits, teacher_logits, where)
+    teacher, _, mask = _prepare_logits(teacher_logits, teacher_logits, where, axis)
     if teacher.ndim != 2:
         raise ValueError(f"teacher_logits must have shape (B, C), got {teacher.shape}")
     probs = jax.nn.softmax(teacher, axis=-1)
@@ -419,6 +450,7 @@ def mlkd_batch_loss(
     *,
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> Array:
     """MLKD's batch-level alignment (the code's ``bc_loss``), carried by every example.
 
@@ -429,9 +461,11 @@ def mlkd_batch_loss(
     Args:
       student_logits: floating array ``(B, C)``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask ``(B,)``; masked examples give 0, take no part in ``G``, and
         do not count in ``n``.
+      axis: the class axis.
 
     Returns:
       Array ``(B,)``: the batch value at every unmasked example.
@@ -440,7 +474,9 @@ def mlkd_batch_loss(
     >>> mlkd_batch_loss(z, z).tolist()
     [0.0, 0.0]
     """
-    p_s, p_t, mask, count = _batch_probs(student_logits, teacher_logits, temperature, where)
+    p_s, p_t, mask, count = _batch_probs(
+        student_logits, teacher_logits, temperature, where, axis, "mlkd_batch_loss"
+    )
     gram_s, gram_t = p_s @ p_s.T, p_t @ p_t.T
     value = jnp.sum((gram_t - gram_s) ** 2) / count
     return _masked(jnp.broadcast_to(value, p_s.shape[:1]), mask)
@@ -452,6 +488,7 @@ def mlkd_class_loss(
     *,
     temperature: float | ArrayLike = 4.0,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> Array:
     """MLKD's class-level alignment (the code's ``cc_loss``), carried by every example.
 
@@ -462,8 +499,10 @@ def mlkd_class_loss(
     Args:
       student_logits: floating array ``(B, C)``.
       teacher_logits: floating array of the same shape.
-      temperature: ``T > 0``.
+      temperature: ``T > 0``, a scalar (the batch term has one temperature); checked only
+        where concrete.
       where: optional bool mask ``(B,)``; masked examples give 0 and take no part in ``G``.
+      axis: the class axis.
 
     Returns:
       Array ``(B,)``: the batch value at every unmasked example.
@@ -472,7 +511,9 @@ def mlkd_class_loss(
     >>> mlkd_class_loss(z, z).tolist()
     [0.0, 0.0]
     """
-    p_s, p_t, mask, _ = _batch_probs(student_logits, teacher_logits, temperature, where)
+    p_s, p_t, mask, _ = _batch_probs(
+        student_logits, teacher_logits, temperature, where, axis, "mlkd_class_loss"
+    )
     gram_s, gram_t = p_s.T @ p_s, p_t.T @ p_t
     value = jnp.sum((gram_t - gram_s) ** 2) / p_s.shape[-1]
     return _masked(jnp.broadcast_to(value, p_s.shape[:1]), mask)
@@ -488,6 +529,7 @@ def mlkd_terms(
     strong_temperatures: int = 3,
     standardize: bool = False,
     where: ArrayLike | None = None,
+    axis: int = -1,
 ) -> dict[str, Array]:
     """The distillation terms of MLKD (Jin et al., CVPR 2023) as the authors' code has them.
 
@@ -521,6 +563,7 @@ def mlkd_terms(
         ``eps=1e-7, ddof=1``: their ``torch.std``); the class and batch terms and the
         confidence fractions keep the raw logits, as in their code.
       where: optional bool mask ``(B,)``; masked examples give 0 and take no part.
+      axis: the class axis.
 
     Returns:
       ``{"instance": (B,), "class": (B,), "batch": (B,)}``; the mean of each over the unmasked
@@ -529,7 +572,7 @@ def mlkd_terms(
     if not isinstance(temperatures, (tuple, list)) or not temperatures:
         raise ValueError(f"temperatures must be a non-empty tuple, got {temperatures!r}")
     for temperature in temperatures:
-        _check_temperature(temperature)
+        _prepare_temperature(temperature, (), None, coupled="mlkd_terms")
     if (
         isinstance(strong_temperatures, bool)
         or not isinstance(strong_temperatures, int)
@@ -539,8 +582,8 @@ def mlkd_terms(
             f"strong_temperatures must be an int in [0, {len(temperatures)}], "
             f"got {strong_temperatures!r}"
         )
-    s_weak, t_weak, mask = _prepare_logits(student_weak, teacher_weak, where)
-    s_strong, t_strong, _ = _prepare_logits(student_strong, teacher_strong, where)
+    s_weak, t_weak, mask = _prepare_logits(student_weak, teacher_weak, where, axis)
+    s_strong, t_strong, _ = _prepare_logits(student_strong, teacher_strong, where, axis)
     if s_weak.ndim != 2 or s_strong.shape != s_weak.shape:
         raise ValueError(
             "the logits of both views must have the same shape (B, C), got "
@@ -551,7 +594,7 @@ def mlkd_terms(
     if standardize:
         instance_inputs = [standardize_logits(z, eps=1e-7, ddof=1) for z in instance_inputs]
     iw_s, iw_t, is_s, is_t = instance_inputs
-    instance = class_level = batch_level = 0.0
+    instance = class_level = batch_level = jnp.zeros(s_weak.shape[:1], s_weak.dtype)
     for k, temperature in enumerate(temperatures):
         weak_kd = kd_loss(iw_s, iw_t, temperature=temperature, where=mask)
         second = (
@@ -623,9 +666,11 @@ def standardize_logits(
     return centred / (std + eps)
 
 
-def _tempered_kl(student: Array, teacher: Array, temperature: float | ArrayLike) -> Array:
-    """``T**2 * KL(softmax(teacher / T) || softmax(student / T))`` over the last axis."""
-    return temperature**2 * _softmax_kl(student / temperature, teacher / temperature)
+def _tempered_kl(student: Array, teacher: Array, temperature: Array) -> Array:
+    """``T**2 * KL(softmax(teacher / T) || softmax(student / T))`` over the last axis, with
+    ``temperature`` from :func:`_prepare_temperature`."""
+    scale = _per_class(temperature)
+    return temperature**2 * _softmax_kl(student / scale, teacher / scale)
 
 
 def _softmax_kl(student: Array, teacher: Array) -> Array:
@@ -643,6 +688,8 @@ def _pearson(a: Array, b: Array, *, axis: int, where: Array | None = None) -> Ar
     """Pearson correlation along ``axis`` as the DIST code writes it: the cosine of the centred
     vectors with 1e-8 added to the product of norms; ``where`` (broadcastable) selects the
     entries of each vector."""
+    count: int | Array
+    keep: float | Array
     if where is None:
         count = a.shape[axis]
         keep = 1.0
@@ -662,12 +709,19 @@ def _norm(x: Array, axis: int) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squares, 1.0)), 0.0)
 
 
-def _batch_probs(student_logits, teacher_logits, temperature, where):
+def _batch_probs(
+    student_logits: ArrayLike,
+    teacher_logits: ArrayLike,
+    temperature: float | ArrayLike,
+    where: ArrayLike | None,
+    axis: int,
+    name: str,
+) -> tuple[Array, Array, Array | None, int | Array]:
     """Softmaxes ``(B, C)`` of both logits for MLKD's Gram terms, zero at masked examples."""
-    _check_temperature(temperature)
-    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where)
+    student, teacher, mask = _prepare_logits(student_logits, teacher_logits, where, axis)
     if student.ndim != 2:
         raise ValueError(f"logits must have shape (B, C), got {student.shape}")
+    temperature = _prepare_temperature(temperature, (), None, coupled=name)
     p_s = jax.nn.softmax(student / temperature, axis=-1)
     p_t = jax.nn.softmax(teacher / temperature, axis=-1)
     if mask is None:
@@ -751,13 +805,53 @@ def _as_float(x: ArrayLike, name: str) -> Array:
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def _check_temperature(temperature: float | ArrayLike) -> None:
+def _prepare_temperature(
+    temperature: float | ArrayLike,
+    batch_shape: tuple[int, ...],
+    mask: Array | None,
+    *,
+    coupled: str | None = None,
+) -> Array:
+    """``temperature`` as a float array of shape ``()`` or ``batch_shape`` (one per example).
+
+    Concrete values (Python numbers, NumPy and committed JAX arrays) must be finite and > 0;
+    traced values cannot be checked. Masked examples get 1, so that a traced 0 or NaN there
+    leaves no NaN in the gradient. ``coupled`` names a function whose terms couple the
+    examples: it takes a scalar only (one batch term has one temperature).
+    """
     if isinstance(temperature, bool):
         raise TypeError(f"temperature must be a positive number, got {temperature!r}")
-    if isinstance(temperature, numbers.Real) and not (
-        temperature > 0 and math.isfinite(temperature)
-    ):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+    if isinstance(temperature, numbers.Real):
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+        return jnp.asarray(temperature, jnp.float32)
+    value = jnp.asarray(temperature)
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"temperature must be a floating-point value, got dtype {value.dtype}")
+    if coupled is not None and value.shape != ():
+        raise ValueError(
+            f"temperature of {coupled} must be a scalar (its batch term couples the examples), "
+            f"got shape {value.shape}"
+        )
+    if value.shape not in ((), batch_shape):
+        raise ValueError(
+            "temperature must be a scalar or one value per example, of shape batch_shape = "
+            f"{batch_shape}, got shape {value.shape}"
+        )
+    if not isinstance(value, jax.core.Tracer):
+        concrete = np.asarray(value)
+        bad = concrete[~(np.isfinite(concrete) & (concrete > 0))]
+        if bad.size:
+            raise ValueError(f"temperature must be finite and > 0 everywhere, got {bad[0]}")
+    value = value.astype(jnp.promote_types(value.dtype, jnp.float32))
+    if mask is not None and value.ndim:
+        value = jnp.where(mask, value, 1.0)
+    return value
+
+
+def _per_class(temperature: Array) -> Array:
+    """A temperature from :func:`_prepare_temperature`, broadcastable against the logits."""
+    return temperature[..., None] if temperature.ndim else temperature
 
 
 def _check_labels(labels: ArrayLike, batch_shape: tuple[int, ...]) -> Array:

@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "MODES",
@@ -317,7 +318,7 @@ def _crop(x: Array, length: int | None) -> Array:
     return x[..., :length]
 
 
-def _float_dtype(dtype) -> jnp.dtype:
+def _float_dtype(dtype: DTypeLike) -> np.dtype:
     return jnp.promote_types(dtype, jnp.float32)
 
 
@@ -362,6 +363,11 @@ def _check_mode(mode: str) -> None:
 
 
 def _check_level(level: int, length: int) -> None:
+    if isinstance(level, jax.core.Tracer):
+        raise TypeError(
+            "level must be a static Python int, got a traced value: under jax.jit, mark it "
+            "static (jax.jit(f, static_argnames='level')) or close over it"
+        )
     if isinstance(level, bool) or not isinstance(level, int):
         raise TypeError(f"level must be a Python int, got {level!r}")
     max_level = haar_max_level(length)

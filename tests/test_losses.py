@@ -1,6 +1,8 @@
 """Tests of the distillation losses against NumPy references of the published formulas."""
 
 import doctest
+import importlib
+import inspect
 import itertools
 import math
 import re
@@ -13,6 +15,7 @@ import pywt
 from jax.test_util import check_grads
 
 import figkd_jax
+import figkd_jax.diagnostics
 from figkd_jax import (
     MODES,
     dkd_loss,
@@ -472,6 +475,181 @@ def test_traced_temperature():
     )
 
 
+def test_per_example_temperature(x64):
+    """A temperature of shape batch_shape gives each example the loss of its own scalar T."""
+    s, t = logits_pair()
+    labels = np.arange(BATCH) % CLASSES
+    temps = np.linspace(0.5, 6.0, BATCH)
+    expected_dkd = np.stack(
+        [np_dkd(s[i], t[i], labels[i], temps[i], 1.0, 8.0)[0] for i in range(BATCH)]
+    )
+    expected_kd = np.stack([np_kd(s[i], t[i], temps[i]) for i in range(BATCH)])
+    expected_figkd = np.stack(
+        [np_figkd(s[i], t[i], temps[i], 1, "high", "logits", "symmetric") for i in range(BATCH)]
+    )
+
+    @jax.jit
+    def per_example(s, t, temps):
+        return (
+            kd_loss(s, t, temperature=temps),
+            figkd_loss(s, t, temperature=temps),
+            dkd_loss(s, t, labels, temperature=temps),
+            # Classes on axis 0, and a batch of two axes with a temperature of that shape.
+            kd_loss(s.T, t.T, temperature=temps, axis=0),
+            kd_loss(s.reshape(1, BATCH, -1), t.reshape(1, BATCH, -1), temperature=temps[None]),
+        )
+
+    kd, figkd, dkd, kd_axis0, kd_2d = per_example(s, t, temps)
+    np.testing.assert_allclose(kd, expected_kd, rtol=1e-12)
+    np.testing.assert_allclose(figkd, expected_figkd, rtol=1e-12)
+    np.testing.assert_allclose(dkd, expected_dkd, rtol=1e-10)
+    np.testing.assert_allclose(kd_axis0, expected_kd, rtol=1e-12)
+    np.testing.assert_allclose(kd_2d, expected_kd[None], rtol=1e-12)
+
+
+def test_masked_example_with_traced_zero_temperature_has_zero_gradient():
+    s, t = logits_pair(batch=3, dtype=np.float32)
+    keep = jnp.array([True, False, True])
+    temps = jnp.array([2.0, 0.0, 4.0])  # traced under jit: its values cannot be checked
+
+    @jax.jit
+    def grads(s, temps):
+        def total(s, temps):
+            return jnp.sum(figkd_loss(s, t, temperature=temps, where=keep))
+
+        return jax.grad(total, argnums=(0, 1))(s, temps)
+
+    grad_s, grad_temps = grads(s, temps)
+    assert np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad_temps))
+    assert np.all(grad_s[1] == 0.0) and grad_temps[1] == 0.0
+    assert np.any(grad_s[0] != 0.0)
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [jnp.full((2, 1), 4.0), jnp.full((1,), 4.0), jnp.full((3,), 4.0), jnp.full((2, 8), 4.0)],
+    ids=["(B,1)", "(1,)", "(B+1,)", "logits-shaped"],
+)
+@pytest.mark.parametrize(
+    "loss",
+    [
+        kd_loss,
+        figkd_loss,
+        lambda s, t, **kw: dkd_loss(s, t, jnp.zeros(2, int), **kw),
+        lambda s, t, **kw: dkd_terms(s, t, jnp.zeros(2, int), **kw),
+    ],
+    ids=["kd", "figkd", "dkd", "dkd_terms"],
+)
+def test_temperature_of_another_shape_is_refused(loss, temperature):
+    message = (
+        "temperature must be a scalar or one value per example, of shape batch_shape = (2,), "
+        f"got shape {temperature.shape}"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        loss(F, F, temperature=temperature)
+
+
+@pytest.mark.parametrize(
+    "loss", [figkd_jax.dist_loss, figkd_jax.dist_terms, figkd_jax.mlkd_batch_loss]
+)
+def test_batch_terms_take_a_scalar_temperature(loss):
+    with pytest.raises(ValueError, match=r"must be a scalar \(its batch term couples"):
+        loss(F, F, temperature=jnp.full((2,), 4.0))
+    assert loss(F, F, temperature=jnp.asarray(2.0)) is not None
+
+
+@pytest.mark.parametrize(
+    "temperature",
+    [jnp.asarray(0.0), np.array([1.0, 0.0]), jnp.array([2.0, jnp.nan]), np.float32(-1.0)],
+    ids=["jax-zero", "numpy-zero-entry", "nan-entry", "numpy-scalar"],
+)
+def test_concrete_array_temperature_is_range_checked(temperature):
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+        kd_loss(F, F, temperature=temperature)
+
+
+def test_traced_level_names_static_argnames():
+    with pytest.raises(TypeError, match="static_argnames"):
+        jax.jit(lambda s, level: figkd_loss(s, s, level=level))(F, 1)
+    value = jax.jit(figkd_loss, static_argnames="level")(F, F, level=2)
+    np.testing.assert_array_equal(value, np.zeros(2))
+
+
+# The public loss and term functions: everything callable that figkd_jax exports from
+# figkd_jax.losses, except the one transform. Exemptions from the convention, with their reasons
+# in the docstring of figkd_jax.losses.
+LOSS_NAMES = sorted(
+    name
+    for name in figkd_jax.__all__
+    if inspect.isfunction(getattr(figkd_jax, name))
+    and getattr(figkd_jax, name).__module__ == "figkd_jax.losses"
+    and name != "standardize_logits"
+)
+TEMPERATURE_EXEMPT = {"mlkd_terms": "temperatures", "mlkd_confidence_fractions": None}
+
+
+def test_loss_names_cover_the_library():
+    """figkd_jax exports every function of figkd_jax.losses, so the walk below sees them all."""
+    functions = {name for name in losses.__all__ if inspect.isfunction(getattr(losses, name))}
+    assert {*LOSS_NAMES, "standardize_logits"} == functions
+    assert len(LOSS_NAMES) == 10
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_every_loss_follows_one_signature(name):
+    """Logits (and labels) positional; temperature, where and axis keyword-only; the class axis
+    may be any axis."""
+    function = getattr(figkd_jax, name)
+    parameters = inspect.signature(function).parameters.values()
+    positional = [p.name for p in parameters if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    keyword = {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert positional and all(
+        n == "labels" or n.endswith(("_logits", "_weak", "_strong")) for n in positional
+    ), positional
+    assert len(positional) + len(keyword) == len(parameters), "no *args or **kwargs"
+    assert keyword.get("where", "missing") is None
+    assert keyword.get("axis") == -1
+    if name in TEMPERATURE_EXEMPT:
+        assert "temperature" not in keyword
+        plural = TEMPERATURE_EXEMPT[name]
+        assert plural is None or plural in keyword
+    else:
+        assert "temperature" in keyword
+        assert "temperature" in inspect.getdoc(function)
+
+    s, t = logits_pair(batch=4, classes=6, dtype=np.float32)
+    labels = np.array([0, 5, 2, 3])
+
+    def call(s, t, **kwargs):
+        args = [labels if n == "labels" else (s if "student" in n else t) for n in positional]
+        return function(*args, **kwargs)
+
+    keep = np.array([True, True, False, True])
+    np.testing.assert_allclose(
+        np.concatenate([np.ravel(v) for v in jax.tree.leaves(call(s.T, t.T, axis=0, where=keep))]),
+        np.concatenate([np.ravel(v) for v in jax.tree.leaves(call(s, t, where=keep))]),
+        rtol=1e-6,
+    )
+
+
+def test_optax_correspondence_stated_in_the_docs():
+    """figkd_jax.losses' docstring: kd_loss is T**2 optax.losses.kl_divergence of the tempered
+    softmaxes, and figkd_loss is kd_loss of the high bands."""
+    optax = pytest.importorskip("optax")  # not in the library-only environment of .ci/library
+    s, t = logits_pair(dtype=np.float32)
+    temperature = 3.0
+    optax_kd = temperature**2 * optax.losses.kl_divergence(
+        jax.nn.log_softmax(s / temperature), jax.nn.softmax(t / temperature)
+    )
+    np.testing.assert_allclose(kd_loss(s, t, temperature=temperature), optax_kd, rtol=1e-5)
+    high_s, high_t = figkd_jax.haar_highpass(s, 2), figkd_jax.haar_highpass(t, 2)
+    np.testing.assert_allclose(
+        figkd_loss(s, t, temperature=temperature, level=2),
+        kd_loss(high_s, high_t, temperature=temperature),
+        rtol=1e-6,
+    )
+
+
 F = jnp.zeros((2, 8))
 
 
@@ -553,6 +731,19 @@ def test_docstring_examples():
     for module in (losses, wavelets):
         result = doctest.testmod(module, extraglobs={"jnp": jnp}, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0 and result.attempted > 0, module.__name__
+
+
+def test_docstring_references_resolve_in_the_installed_package():
+    """Docstrings point only to what an installed package holds: no repository files, and every
+    :func: or :mod: reference names a function of the module or an importable module."""
+    for module in (losses, wavelets, figkd_jax.diagnostics):
+        texts = [module.__doc__] + [getattr(module, name).__doc__ for name in module.__all__]
+        for text in filter(None, texts):
+            assert not re.search(r"docs/|\.md\b", text), (module.__name__, text[:80])
+            for name in re.findall(r":func:`(\w+)`", text):
+                assert inspect.isfunction(getattr(module, name, None)), (module.__name__, name)
+            for name in re.findall(r":mod:`([\w.]+)`", text):
+                importlib.import_module(name)
 
 
 def test_public_api():
