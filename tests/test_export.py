@@ -1,8 +1,8 @@
 """Student export: variables-only checkpoint, serialized inference function, description.
 
 Workdirs are written directly in the trainer's layout (config.json, checkpoints with variables,
-optimizer and meta items) from a real resnet8 init, so no training runs; one test exports a
-real (one-epoch) run and reproduces its test accuracy with the exported function.
+optimizer and meta items) from resnet8 variables filled with random values, so no training
+runs.
 """
 
 from __future__ import annotations
