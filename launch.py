@@ -111,7 +111,7 @@ def main(argv):
     from figkd_jax.io import workdir_lock
     from figkd_jax.io.storage import StorageError
     from figkd_jax.trainer import sweep, train
-    from figkd_jax.trainer.run_setup import ConfigError
+    from figkd_jax.trainer.errors import ConfigError
     from figkd_jax.trainer.workdir import UnrestorableRun
 
     logging.info(

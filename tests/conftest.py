@@ -1,6 +1,7 @@
 """Shared test set-up: quiet TensorFlow, keep it off any accelerator, and share
 XLA compilations between tests and their subprocesses (many tests compile the
-same small programs), and the Cloud Storage emulator of the gs:// tests."""
+same small programs); float64 JAX for the reference tests, and the Cloud Storage emulator
+of the gs:// tests. Shared helpers that are not fixtures live in tests/helpers.py."""
 
 import os
 import tempfile
@@ -12,6 +13,15 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "figkd_jax_test_xla_cache")
 )
+
+
+@pytest.fixture
+def x64():
+    """JAX in float64 for the test's duration (comparisons with float64 references)."""
+    from tests.jax_compat import enable_x64
+
+    with enable_x64(True):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import pytest
 from configs import default
 from figkd_jax import diagnostics, losses
 from figkd_jax.trainer import class_order, methods, run_setup, train
+from tests.helpers import write_teacher
 from tests.train_worker import digits_config
 
 # A float32 loss of O(1) through a few dozen operations: relative rounding of a few hundred
@@ -200,9 +201,9 @@ def test_a_saved_order_of_another_class_count_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def teacher_workdir(tmp_path_factory):
+    """A digits teacher run's workdir: its order only needs some fixed resnet8."""
     workdir = str(tmp_path_factory.mktemp("teacher"))
-    train.train_and_evaluate(digits_config(num_epochs=1, max_steps=3), workdir)
-    return workdir
+    return write_teacher(workdir, config={"dataset.name": "digits", "model": "resnet8"})
 
 
 @pytest.mark.slow

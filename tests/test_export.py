@@ -1,8 +1,8 @@
 """Student export: variables-only checkpoint, serialized inference function, description.
 
 Workdirs are written directly in the trainer's layout (config.json, checkpoints with variables,
-optimizer and meta items) from a real resnet8 init, so no training runs; one test exports a
-real (one-epoch) run and reproduces its test accuracy with the exported function.
+optimizer and meta items) from resnet8 variables filled with random values, so no training
+runs.
 """
 
 from __future__ import annotations
@@ -20,39 +20,11 @@ from figkd_jax import data, models
 from figkd_jax.tools import export
 from figkd_jax.trainer import checkpoints, run_setup
 from figkd_jax.trainer import workdir as workdir_lib
+from tests.helpers import model_variables
 from tests.train_worker import digits_config
 
 IMAGE_SHAPE = data.get_info("digits").image_shape  # (8, 8, 1)
 STEPS, TOP1 = (22, 44), (0.61, 0.55)  # The first epoch is the best.
-
-
-def _checkpoint_variables(count: int) -> list[dict]:
-    """``count`` distinct variable sets of resnet8 (10 classes): the tree of its init, filled
-    with random values (BatchNorm statistics included, which eval mode then depends on).
-
-    numpy fills the tree instead of ``model.init``, whose random initialisers take XLA tens of
-    seconds to compile on a busy 2-core machine.
-    """
-    model = models.create("resnet8", num_classes=10)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, *IMAGE_SHAPE)), train=False)
-    )
-    rng = np.random.default_rng(0)
-
-    def param(leaf):  # He-scaled, so activations stay O(1) through the network.
-        fan_in = np.prod(leaf.shape[:-1]) if len(leaf.shape) > 1 else 1
-        return (rng.standard_normal(leaf.shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-
-    def statistic(leaf):
-        return rng.uniform(0.5, 2.0, leaf.shape).astype(np.float32)
-
-    return [
-        {
-            "params": jax.tree.map(param, shapes["params"]),
-            "batch_stats": jax.tree.map(statistic, shapes["batch_stats"]),
-        }
-        for _ in range(count)
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +35,7 @@ def workdir(tmp_path_factory):
         json.dump(workdir_lib.config_to_dict(digits_config()), f)
     mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"))
     history, saved = [], {}
-    all_variables = _checkpoint_variables(len(STEPS))
+    all_variables = [model_variables("resnet8", seed=seed) for seed in range(len(STEPS))]
     for epoch, (step, top1, variables) in enumerate(
         zip(STEPS, TOP1, all_variables, strict=True), start=1
     ):
@@ -152,7 +124,7 @@ def test_mid_epoch_checkpoint_exports_as_last_only(tmp_path):
     os.makedirs(workdir)
     with open(workdir / "config.json", "w") as f:
         json.dump(workdir_lib.config_to_dict(digits_config()), f)
-    (variables,) = _checkpoint_variables(1)
+    variables = model_variables("resnet8")
     meta = {"history": [], "best_step": None, "model": "resnet8", "num_classes": 10, "step": 7}
     mngr = checkpoints.manager(str(workdir / "checkpoints"))
     checkpoints.save(mngr, 7, variables=variables, meta=meta)

@@ -18,8 +18,6 @@ import re
 import shlex
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import jax
@@ -30,9 +28,9 @@ from figkd_jax.io import events, storage
 from figkd_jax.tools import export, report
 from figkd_jax.trainer import checkpoints, run_setup, train
 from tests.gcs_emulator import local_gs_paths
+from tests.helpers import ROOT, launch
 from tests.train_worker import digits_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUCKET = "figkd-test"
 # A digits KD student of 2 epochs x 21 steps, checkpointed at steps 21 and 42.
 STUDENT_ARGS = [
@@ -52,17 +50,6 @@ def _student_config(teacher):
     config.teacher.model = "resnet8"
     config.teacher.workdir = teacher
     return config
-
-
-def _launch(*args, env=None):
-    return subprocess.Popen(
-        [sys.executable, "launch.py", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +77,7 @@ def _committed_steps(gcs, prefix):
 def test_run_on_gcs_killed_and_resumed_equals_uninterrupted_run(gcs, bucket, teacher, tmp_path):
     workdir = f"{bucket}/runs/student"
     args = [f"--workdir={workdir}", *STUDENT_ARGS, f"--config.teacher.workdir={teacher}"]
-    proc = _launch(*args)
+    proc = launch(*args)
     deadline = time.time() + 300
     while 21 not in _committed_steps(gcs, "runs/student"):
         assert proc.poll() is None, proc.stdout.read()[-3000:]
@@ -99,7 +86,7 @@ def test_run_on_gcs_killed_and_resumed_equals_uninterrupted_run(gcs, bucket, tea
     proc.kill()
     out = proc.communicate()[0]
     assert proc.returncode == -signal.SIGKILL, out[-3000:]  # killed in epoch 2, not finished
-    proc = _launch(*args)
+    proc = launch(*args)
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out[-3000:]
     assert "Resumed from step 21" in out
@@ -158,7 +145,7 @@ def _launch_processes(workdirs, *args):
     """One launch.py per workdir, joined in one JAX distributed runtime on localhost."""
     address = f"127.0.0.1:{_free_port()}"
     return [
-        _launch(
+        launch(
             f"--workdir={workdir}",
             f"--coordinator_address={address}",
             f"--num_processes={len(workdirs)}",
@@ -239,7 +226,7 @@ def test_bad_storage_paths_fail_with_one_line_and_write_nothing(gcs, bucket, tmp
     }
     before = gcs.objects(BUCKET)
     procs = {
-        name: _launch(f"--workdir={workdir}", "--config=configs/default.py", *flags, env=env)
+        name: launch(f"--workdir={workdir}", "--config=configs/default.py", *flags, env=env)
         for name, (workdir, flags, env, _) in cases.items()
     }
     for name, proc in procs.items():
@@ -308,7 +295,7 @@ def test_readme_recipe_commands_run_against_the_emulator(gcs, bucket, capsys):
         for c in _readme_recipe_commands("launch.py")
     }
     assert len(commands) == 2
-    launches = [_launch(*args) for args in sorted(commands)]
+    launches = [launch(*args) for args in sorted(commands)]
     for proc in launches:
         out = proc.communicate(timeout=300)[0]
         assert proc.returncode == 2, out[-3000:]

@@ -26,17 +26,10 @@ from figkd_jax import (
     standardize_logits,
     wavelets,
 )
-from tests.jax_compat import enable_x64
 
 # Most tests put all of their JAX work in one jitted function: one compilation is far cheaper
 # on CPU than eager execution, which compiles each operation of each shape separately.
 BATCH, CLASSES = 5, 10
-
-
-@pytest.fixture
-def x64():
-    with enable_x64(True):
-        yield
 
 
 def logits_pair(batch=BATCH, classes=CLASSES, seed=0, dtype=np.float64, scale=3.0):

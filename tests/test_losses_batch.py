@@ -20,13 +20,6 @@ from figkd_jax import (
     mlkd_confidence_fractions,
     mlkd_terms,
 )
-from tests.jax_compat import enable_x64
-
-
-@pytest.fixture
-def x64():
-    with enable_x64(True):
-        yield
 
 
 def logits(shape, seed, scale=3.0, dtype=np.float64):

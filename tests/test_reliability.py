@@ -4,8 +4,6 @@ import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import flax.linen as nn
@@ -14,12 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax import models
 from figkd_jax.io import events
 from figkd_jax.trainer import checkpoints, methods, run_setup, steps, train
+from tests.helpers import launch, write_teacher
 from tests.train_worker import digits_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A digits run of 3 epochs x 21 steps, checkpointed every epoch.
 LAUNCH_ARGS = [
     "--config=configs/default.py",
@@ -31,13 +28,7 @@ LAUNCH_ARGS = [
 
 
 def _launch(workdir):
-    return subprocess.Popen(
-        [sys.executable, "launch.py", f"--workdir={workdir}", *LAUNCH_ARGS],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return launch(f"--workdir={workdir}", *LAUNCH_ARGS)
 
 
 def _wait_for(predicate, proc, timeout=300):
@@ -232,20 +223,6 @@ def test_run_stops_after_consecutive_nonfinite_steps(tmp_path):
 # Bad input: one clear error before anything is written.
 
 
-def write_teacher_checkpoint(directory, *, model="resnet8", num_classes=10, meta_model=None):
-    module = models.create(model, num_classes=num_classes)
-    variables = module.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)), train=False)
-    mngr = checkpoints.manager(str(directory), best_metric=None)
-    checkpoints.save(
-        mngr,
-        0,
-        variables=variables,
-        meta={"model": meta_model or model, "num_classes": num_classes},
-    )
-    mngr.close()
-    return str(directory)
-
-
 def _distil(**teacher):
     config = digits_config()
     config.method.name = "kd"
@@ -314,30 +291,18 @@ def test_batch_not_divisible_by_devices(monkeypatch, tmp_path):
 
 
 def test_teacher_of_another_architecture_or_class_count(tmp_path):
-    wrong_model = write_teacher_checkpoint(tmp_path / "a", model="resnet8", meta_model="resnet20")
+    wrong_model = write_teacher(tmp_path / "a", model="resnet8", meta_model="resnet20")
     with pytest.raises(run_setup.ConfigError, match="holds a 'resnet20'"):
         train.train_and_evaluate(_distil(checkpoint=wrong_model), str(tmp_path / "w1"))
-    wrong_classes = write_teacher_checkpoint(tmp_path / "b", num_classes=100)
+    wrong_classes = write_teacher(tmp_path / "b", num_classes=100)
     with pytest.raises(run_setup.ConfigError, match="has 100 classes, but dataset 'digits' has 10"):
         train.train_and_evaluate(_distil(checkpoint=wrong_classes), str(tmp_path / "w2"))
     # Metadata that lies about the architecture: the restore itself refuses.
-    lying = write_teacher_checkpoint(tmp_path / "c", model="resnet14", meta_model="resnet8")
+    lying = write_teacher(tmp_path / "c", model="resnet14", meta_model="resnet8")
     with pytest.raises(run_setup.ConfigError, match="could not be restored as a resnet8"):
         train.train_and_evaluate(_distil(checkpoint=lying), str(tmp_path / "w3"))
     for name in ("w1", "w2", "w3"):
         assert not os.path.exists(tmp_path / name)
-
-
-def test_unreadable_teacher_checkpoint(tmp_path):
-    directory = tmp_path / "teacher"
-    write_teacher_checkpoint(directory)
-    for root, _, files in os.walk(directory / "0" / "variables"):
-        for name in files:
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(b"garbage")
-    with pytest.raises(run_setup.ConfigError, match="could not be restored"):
-        train.train_and_evaluate(_distil(checkpoint=str(directory)), str(tmp_path / "w"))
-    assert not os.path.exists(tmp_path / "w")
 
 
 @pytest.mark.slow
@@ -362,26 +327,3 @@ def test_workdir_of_a_different_run_is_refused_unless_told(tmp_path):
         assert json.load(f)["seed"] == 1
     with open(os.path.join(workdir, "notes", "mine.txt")) as f:
         assert f.read() == "keep me"
-
-
-@pytest.mark.slow
-def test_launcher_prints_one_line_and_exits_nonzero(tmp_path):
-    workdir = str(tmp_path / "run")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "launch.py",
-            f"--workdir={workdir}",
-            "--config=configs/default.py",
-            "--config.method.temperature=-1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: config.method.temperature=-1.0 must be > 0"
-    )
-    assert "Traceback" not in proc.stderr
-    assert not os.path.exists(workdir)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from figkd_jax.tools import plots, report
+from tests.helpers import write_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_EPOCHS = 5
@@ -318,22 +319,10 @@ def test_logit_bands_split_the_logits_per_level():
 
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
-    """A teacher run's workdir holding a freshly initialised resnet8 for digits."""
-    import jax
-    import jax.numpy as jnp
-
-    from figkd_jax import models
-    from figkd_jax.trainer import checkpoints
-
+    """A teacher run's workdir holding a resnet8 for digits (random variables) at step 7."""
     workdir = tmp_path_factory.mktemp("teacher_run")
-    model = models.create("resnet8", num_classes=10)
-    variables = jax.jit(
-        lambda: model.init(jax.random.key(0, impl="rbg"), jnp.zeros((1, 8, 8, 1)), train=False)
-    )()
-    mngr = checkpoints.manager(str(workdir / "checkpoints"))
-    checkpoints.save(mngr, 7, variables=variables, meta={"model": "resnet8", "num_classes": 10})
-    mngr.close()
-    (workdir / "config.json").write_text(json.dumps({"dataset.name": "digits", "model": "resnet8"}))
+    config = {"dataset.name": "digits", "model": "resnet8"}
+    write_teacher(workdir, step=7, config=config)
     return workdir
 
 

@@ -42,12 +42,6 @@ XLA_CASES = {
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-6}
 
 
-@pytest.fixture
-def x64():
-    with enable_x64(True):
-        yield
-
-
 def max_relative_error(actual, expected) -> float:
     """``max |actual - expected| / max |expected|`` over all entries of one or more arrays."""
     if isinstance(expected, list):

@@ -1,7 +1,8 @@
 """From a config to what the training loop needs, before anything is written.
 
-`build_run` checks a config (everything checkable without reading data or checkpoints) and
-returns a `Run`: the mesh, the student, the objective, the schedule and the optimiser.
+`check_config` checks a config (everything checkable without reading data or checkpoints);
+`build_run` checks it and returns a `Run`: the mesh, the student, the objective, the schedule
+and the optimiser.
 `restore_teacher` restores a frozen teacher from a run or a checkpoint directory (the trainer
 and the report use it alike), `initial_state` is the deterministic state at step 0, and
 `input_on_device` decides where the train split lives.
@@ -26,11 +27,8 @@ from figkd_jax import data, models
 from figkd_jax.io import storage
 from figkd_jax.trainer import checkpoints, methods
 from figkd_jax.trainer import class_order as class_order_lib
+from figkd_jax.trainer.errors import ConfigError
 from figkd_jax.trainer.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; raised before anything is written."""
 
 
 @dataclasses.dataclass
@@ -78,11 +76,33 @@ class Teacher:
 
 
 def build_run(config, info: data.DatasetInfo | None = None) -> Run:
-    """Checks everything checkable without reading data or checkpoints; builds the Run.
+    """Checks `config` (`check_config`) and builds its Run: mesh, student, objective,
+    schedule and optimiser.
 
     `info` gives the prepared split sizes (data.prepared_info); by default the
     registry's sizes of the default splits.
     """
+    info = check_config(config, info)
+    steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
+    schedule = learning_rate_schedule(config, steps_per_epoch)
+    return Run(
+        config=config,
+        info=info,
+        mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
+        student=models.create(
+            config.model, num_classes=info.num_classes, dtype=models.compute_dtype(config.dtype)
+        ),
+        objective=methods.build(config.method),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=steps_per_epoch * config.num_epochs,
+        schedule=schedule,
+        tx=make_optimizer(config, schedule),
+    )
+
+
+def check_config(config, info: data.DatasetInfo | None = None) -> data.DatasetInfo:
+    """Raises ConfigError naming the first mistake of `config` that shows without reading
+    data or checkpoints; returns the dataset's info (`info`, or the registry's)."""
     try:
         info = info or data.get_info(config.dataset.name)
     except ValueError as e:
@@ -91,35 +111,64 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
         method = methods.get(config.method.name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _check_architectures(config, method)
+    check_ranges(config)
+    _check_input(config, info, method)
+    _check_choice(config, "on_changed_config", ("refuse", "continue", "overwrite"))
+    _check_choice(config, "dtype", ("float32", "bfloat16"))
+    if config.method.name == "figkd":
+        try:
+            class_order_lib.check(config.method.figkd.class_order, info.name, info.num_classes)
+        except ValueError as e:
+            raise ConfigError(f"config.method.figkd.class_order: {e}") from None
+    num_devices = jax.device_count()
+    for field in ("batch_size", "eval_batch_size"):
+        size = config[field]
+        if size <= 0 or size % num_devices:
+            raise ConfigError(
+                f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
+            )
+    _check_objective_traces(config, info, method)
+    return info
+
+
+def _check_choice(config, field: str, valid: tuple[str, ...]) -> None:
+    value = config
+    for key in field.split("."):
+        value = value[key]
+    if value not in valid:
+        raise ConfigError(f"config.{field}={value!r}; valid: {', '.join(map(repr, valid))}")
+
+
+def _check_architectures(config, method: methods.Method) -> None:
+    """The student's and (for a distilling method) the teacher's architecture and source."""
     if config.model not in models.names():
         raise ConfigError(
             f"config.model={config.model!r} is unknown; valid models: {models.names()}"
         )
-    if method.needs_teacher:
-        if not config.teacher.model:
-            raise ConfigError(
-                f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
-                "and config.teacher.workdir (or config.teacher.checkpoint)"
-            )
-        if config.teacher.model not in models.names():
-            raise ConfigError(
-                f"config.teacher.model={config.teacher.model!r} is unknown; "
-                f"valid models: {models.names()}"
-            )
-        if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
-            raise ConfigError(
-                "set exactly one of config.teacher.workdir (a teacher run) and "
-                "config.teacher.checkpoint (a converted or exported checkpoint)"
-            )
-        if config.teacher.which not in ("last", "best"):
-            raise ConfigError(
-                f"config.teacher.which={config.teacher.which!r}; valid: 'last', 'best'"
-            )
-    check_ranges(config)
-    if config.input_on_device not in ("auto", "device", "host"):
+    if not method.needs_teacher:
+        return
+    if not config.teacher.model:
         raise ConfigError(
-            f"config.input_on_device={config.input_on_device!r}; valid: 'auto', 'device', 'host'"
+            f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
+            "and config.teacher.workdir (or config.teacher.checkpoint)"
         )
+    if config.teacher.model not in models.names():
+        raise ConfigError(
+            f"config.teacher.model={config.teacher.model!r} is unknown; "
+            f"valid models: {models.names()}"
+        )
+    if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
+        raise ConfigError(
+            "set exactly one of config.teacher.workdir (a teacher run) and "
+            "config.teacher.checkpoint (a converted or exported checkpoint)"
+        )
+    _check_choice(config, "teacher.which", ("last", "best"))
+
+
+def _check_input(config, info: data.DatasetInfo, method: methods.Method) -> None:
+    """Where the input lives and what the method asks of the dataset's augmentation."""
+    _check_choice(config, "input_on_device", ("auto", "device", "host"))
     if config.input_on_device == "device" and not info.fixed_resolution:
         raise ConfigError(
             f"config.input_on_device='device' needs a fixed-resolution dataset "
@@ -137,28 +186,12 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
             "config.steps_per_dispatch > 1 needs on-device input: "
             "set config.input_on_device='device'"
         )
-    if config.on_changed_config not in ("refuse", "continue", "overwrite"):
-        raise ConfigError(
-            f"config.on_changed_config={config.on_changed_config!r}; "
-            "valid: 'refuse', 'continue', 'overwrite'"
-        )
-    if config.dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"config.dtype={config.dtype!r}; valid: 'float32', 'bfloat16'")
-    if config.method.name == "figkd":
-        try:
-            class_order_lib.check(config.method.figkd.class_order, info.name, info.num_classes)
-        except ValueError as e:
-            raise ConfigError(f"config.method.figkd.class_order: {e}") from None
-    num_devices = jax.device_count()
-    for field in ("batch_size", "eval_batch_size"):
-        size = config[field]
-        if size <= 0 or size % num_devices:
-            raise ConfigError(
-                f"config.{field}={size} must be a positive multiple of the {num_devices} devices"
-            )
+
+
+def _check_objective_traces(config, info: data.DatasetInfo, method: methods.Method) -> None:
+    """Tracing the objective once on dummy logits runs every argument check of the losses
+    (temperature, wavelet level against the class count, ...)."""
     objective = methods.build(config.method)
-    # Tracing the objective once on dummy logits runs every argument check of
-    # the losses (temperature, wavelet level against the class count, ...).
     dummy = jax.ShapeDtypeStruct((2, info.num_classes), jnp.float32)
     views = dict(student_strong=dummy, teacher_strong=dummy) if method.needs_strong_view else {}
     try:
@@ -170,21 +203,6 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.method: {e}") from None
-    steps_per_epoch = data.steps_per_epoch(info.num_train, config.batch_size)
-    schedule = learning_rate_schedule(config, steps_per_epoch)
-    return Run(
-        config=config,
-        info=info,
-        mesh=Mesh(np.asarray(jax.devices()), (DATA_AXIS,)),
-        student=models.create(
-            config.model, num_classes=info.num_classes, dtype=models.compute_dtype(config.dtype)
-        ),
-        objective=objective,
-        steps_per_epoch=steps_per_epoch,
-        total_steps=steps_per_epoch * config.num_epochs,
-        schedule=schedule,
-        tx=make_optimizer(config, schedule),
-    )
 
 
 def _positive(x):

@@ -26,7 +26,8 @@ from scipy import stats
 
 from figkd_jax.io import storage
 from figkd_jax.trainer import methods, train
-from figkd_jax.trainer.run_setup import ConfigError, build_run
+from figkd_jax.trainer.errors import ConfigError
+from figkd_jax.trainer.run_setup import build_run
 
 
 def is_sweep(config: ml_collections.ConfigDict) -> bool:

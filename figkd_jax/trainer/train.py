@@ -25,7 +25,8 @@ from figkd_jax import data
 from figkd_jax.io import events, storage, workdir_lock
 from figkd_jax.trainer import class_order, feeds, run_setup, steps
 from figkd_jax.trainer import workdir as workdir_lib
-from figkd_jax.trainer.run_setup import ConfigError, Run, Teacher
+from figkd_jax.trainer.errors import ConfigError
+from figkd_jax.trainer.run_setup import Run, Teacher
 
 
 class Preempted(RuntimeError):
@@ -39,7 +40,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     # Every check that can fail on a user's mistake runs before the workdir
     # is touched: config, data, teacher, and the workdir's own config.
-    run_setup.build_run(config)
+    run_setup.check_config(config)
     try:  # bad data fields, or decoded fine-grained splits too large for host memory
         data.check_prepared(config.dataset)
         info = data.prepared_info(config.dataset)
@@ -118,28 +119,18 @@ def _in_class_order(run: Run, teacher: Teacher | None, workdir: str, *, reuse: b
 def _train(
     run: Run, teacher: Teacher | None, workdir: str, lock: workdir_lock.WorkdirLock | None
 ) -> dict:
+    """Trains `run` from its workdir's newest checkpoint (or step 0) to its last step."""
     config = run.config
-    is_writer = jax.process_index() == 0
-    teacher_vars = teacher.variables if teacher else None
-    teacher_model = teacher.model if teacher else None
-
     mngr = workdir_lib.checkpoint_manager(workdir, keep_last=config.checkpoints_to_keep)
-    state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
-    meta = {"history": [], "best_step": None}
-    resumed = workdir_lib.resume_state(mngr, state, run)
-    if resumed is not None:
-        state, meta = resumed
-        logging.info("Resumed from step %d of %s", int(state.step), workdir)
+    state, meta = _initial_or_resumed(run, mngr, workdir)
     start_step = int(state.step)
-
     on_device = run_setup.input_on_device(config, run.info)
     eval_sums = feeds.DeviceEval(run) if on_device else feeds.HostEval(run)
+    teacher_vars = teacher.variables if teacher else None
+    teacher_model = teacher.model if teacher else None
     evaluate = lambda variables, model, teacher: feeds.eval_means(
         eval_sums(variables, teacher_vars, model, teacher)
     )
-
-    # Drops what a killed predecessor logged after its last checkpoint.
-    writer = events.Writer(workdir, start_step) if is_writer else None
     if teacher is not None and "teacher" not in meta:
         meta["teacher"] = evaluate(teacher_vars, teacher_model, None)
         logging.info(
@@ -148,77 +139,123 @@ def _train(
             100 * meta["teacher"]["top1"],
             100 * meta["teacher"]["top5"],
         )
-
     one_step = steps.make_train_step(run, teacher_model)
     if on_device:
         advance = feeds.DeviceInput(run, one_step, teacher_vars)
     else:
         advance = feeds.HostInput(run, one_step, teacher_vars, start_step)
+    evaluate_student = lambda variables: evaluate(variables, run.student, teacher_model)
+    progress = _Progress(run, workdir, mngr, meta, start_step, evaluate_student)
+    with _PreemptionWatcher(mngr) as preemption:
+        _loop(run, state, advance, progress, lock, preemption)
+    return progress.finish()
+
+
+def _initial_or_resumed(run: Run, mngr, workdir: str):
+    """(state, meta) of the workdir's newest intact checkpoint, or of step 0."""
+    state = jax.jit(lambda: run_setup.initial_state(run), out_shardings=run.replicated)()
+    resumed = workdir_lib.resume_state(mngr, state, run)
+    if resumed is None:
+        return state, {"history": [], "best_step": None}
+    logging.info("Resumed from step %d of %s", int(resumed[0].step), workdir)
+    return resumed
+
+
+def _loop(run: Run, state, advance, progress: _Progress, lock, preemption) -> None:
+    """Steps from `state` to the run's stop step, logging every config.log_every_steps and
+    handing each epoch's end (and a stop inside an epoch) to `progress`."""
+    config = run.config
     stop_step = run.total_steps
     if config.max_steps is not None:
         stop_step = min(stop_step, config.max_steps)
-
     timer = _Throughput(config.batch_size)
     pending: list[dict[str, jax.Array]] = []
-    step = start_step
-    # Wall time accumulates over resumptions.
-    t_start = time.time() - meta.get("wall_time", 0.0)
-    results_path = storage.path(workdir) / workdir_lib.RESULTS_FILE
+    start_step = step = int(state.step)
     if step < stop_step:
         logging.info("Compiling the train step...")
-    with _PreemptionWatcher(mngr) as preemption:
-        while step < stop_step:
-            if lock is not None:
-                lock.check()  # stop before the next checkpoint if another launch took over
-            next_log = (step // config.log_every_steps + 1) * config.log_every_steps
-            state, metrics, done = advance(state, step, min(stop_step, next_log))
-            pending.append(metrics)
-            step += done
-            timer.tick(done)
-            if step == start_step + done:
-                # Leave compilation out of the throughput.
-                jax.block_until_ready(metrics)
-                logging.info("Compiled and ran the first step in %.1f s", time.time() - timer.t0)
-                timer.pause()
-            if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
-                _log_train(writer, step, pending, timer, run)
-                pending = []
-                _check_nonfinite(state, config, step, mngr, workdir)
-            if step % run.steps_per_epoch == 0:
-                record = {
-                    "epoch": step // run.steps_per_epoch,
-                    "step": step,
-                    **evaluate(state.variables, run.student, teacher_model),
-                }
-                meta["history"].append(record)
-                if record is max(meta["history"], key=lambda r: r["top1"]):
-                    meta["best_step"] = step
-                meta["wall_time"] = time.time() - t_start
-                # Logged before the checkpoint: a kill in between leaves a
-                # duplicate (removed on resumption), never a gap.
-                _log_eval(writer, record)
-                workdir_lib.save_state(mngr, state, meta, run, metrics={"top1": record["top1"]})
-                if is_writer:
-                    workdir_lib.write_json(results_path, workdir_lib.results(run, meta))
-                timer.pause()
-            elif step == stop_step or preemption.reached(step):
-                # Stopped inside an epoch: keep the position resumable.
-                meta["wall_time"] = time.time() - t_start
-                workdir_lib.save_state(mngr, state, meta, run, metrics=None)
-            if preemption.reached(step):
-                if writer is not None:
-                    writer.flush()
-                mngr.close()
-                raise Preempted(
-                    f"preempted: checkpoint of step {step} saved in {workdir}; "
-                    "rerun the same command to resume"
-                )
-    if is_writer:
-        workdir_lib.write_json(results_path, workdir_lib.results(run, meta))
-    if writer is not None:
-        writer.flush()
-    mngr.close()
-    return workdir_lib.results(run, meta)
+    while step < stop_step:
+        if lock is not None:
+            lock.check()  # stop before the next checkpoint if another launch took over
+        next_log = (step // config.log_every_steps + 1) * config.log_every_steps
+        state, metrics, done = advance(state, step, min(stop_step, next_log))
+        pending.append(metrics)
+        step += done
+        timer.tick(done)
+        if step == start_step + done:
+            # Leave compilation out of the throughput.
+            jax.block_until_ready(metrics)
+            logging.info("Compiled and ran the first step in %.1f s", time.time() - timer.t0)
+            timer.pause()
+        if step % config.log_every_steps == 0 or step % run.steps_per_epoch == 0:
+            _log_train(progress.writer, step, pending, timer, run)
+            pending = []
+            _check_nonfinite(state, config, step, progress.mngr, progress.workdir)
+        if step % run.steps_per_epoch == 0:
+            progress.end_epoch(state, step)
+            timer.pause()
+        elif step == stop_step or preemption.reached(step):
+            progress.save_position(state)  # stopped inside an epoch: keep it resumable
+        if preemption.reached(step):
+            progress.stop_preempted(step)
+
+
+class _Progress:
+    """What a run keeps of its progress: the evaluation history and wall time (`meta`),
+    checkpoints, TensorBoard events and results.json (the last two from process 0 only)."""
+
+    def __init__(self, run: Run, workdir: str, mngr, meta: dict, start_step: int, evaluate):
+        self.run, self.workdir, self.mngr, self.meta = run, workdir, mngr, meta
+        self._evaluate = evaluate  # variables -> the student's test-split means
+        self._is_writer = jax.process_index() == 0
+        # Drops what a killed predecessor logged after its last checkpoint.
+        self.writer = events.Writer(workdir, start_step) if self._is_writer else None
+        self._results_path = storage.path(workdir) / workdir_lib.RESULTS_FILE
+        # Wall time accumulates over resumptions.
+        self._t_start = time.time() - meta.get("wall_time", 0.0)
+
+    def end_epoch(self, state, step: int) -> None:
+        """Evaluates, records the epoch (and the best step), logs it, checkpoints, and
+        rewrites results.json."""
+        run, meta = self.run, self.meta
+        record = {
+            "epoch": step // run.steps_per_epoch,
+            "step": step,
+            **self._evaluate(state.variables),
+        }
+        meta["history"].append(record)
+        if record is max(meta["history"], key=lambda r: r["top1"]):
+            meta["best_step"] = step
+        meta["wall_time"] = time.time() - self._t_start
+        # Logged before the checkpoint: a kill in between leaves a
+        # duplicate (removed on resumption), never a gap.
+        _log_eval(self.writer, record)
+        workdir_lib.save_state(self.mngr, state, meta, run, metrics={"top1": record["top1"]})
+        self._write_results()
+
+    def save_position(self, state) -> None:
+        self.meta["wall_time"] = time.time() - self._t_start
+        workdir_lib.save_state(self.mngr, state, self.meta, self.run, metrics=None)
+
+    def stop_preempted(self, step: int):
+        if self.writer is not None:
+            self.writer.flush()
+        self.mngr.close()
+        raise Preempted(
+            f"preempted: checkpoint of step {step} saved in {self.workdir}; "
+            "rerun the same command to resume"
+        )
+
+    def finish(self) -> dict:
+        """Writes the final results.json and closes the run's files; returns the results."""
+        self._write_results()
+        if self.writer is not None:
+            self.writer.flush()
+        self.mngr.close()
+        return workdir_lib.results(self.run, self.meta)
+
+    def _write_results(self) -> None:
+        if self._is_writer:
+            workdir_lib.write_json(self._results_path, workdir_lib.results(self.run, self.meta))
 
 
 class _PreemptionWatcher:

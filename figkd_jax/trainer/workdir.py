@@ -24,7 +24,8 @@ from jax.experimental import multihost_utils
 
 from figkd_jax.io import events, storage
 from figkd_jax.trainer import checkpoints, class_order, methods
-from figkd_jax.trainer.run_setup import ConfigError, Run
+from figkd_jax.trainer.errors import ConfigError
+from figkd_jax.trainer.run_setup import Run
 from figkd_jax.trainer.steps import TrainState
 
 CONFIG_FILE = "config.json"
