@@ -1,0 +1,208 @@
+"""ImageNet (TFDS imagenet2012) from a tiny manual download in the original archive layout,
+read back through the streamed pipeline: labels, per-process file sharding, determinism,
+resume, and evaluation over 1 and 2 processes.
+
+Every image of label L is a solid gray of ``_gray(L)``, so each example's label can be checked
+against its pixels after building, sharding, cropping and flipping.
+"""
+
+import io
+import tarfile
+
+import ml_collections
+import numpy as np
+import PIL.Image
+import pytest
+import tensorflow_datasets as tfds
+
+from figkd_jax import data
+from figkd_jax.data import imagenet, prepare
+
+tfds.disable_progress_bar()
+
+# The first three synsets of TFDS's labels.txt (labels 0, 1, 2) and the labels its
+# validation_labels.txt gives the first validation images.
+TRAIN_SYNSETS = ("n01440764", "n01443537", "n01484850")
+TRAIN_PER_CLASS = 8  # 24 train images
+NUM_VAL = 7
+NUM_SHARDS = 4  # record files per split: two for each of two processes
+
+
+def _gray(label: int) -> int:
+    return 20 + (label * 37) % 220
+
+
+def _jpeg(value: int, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    PIL.Image.new("RGB", size, (value,) * 3).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
+    member = tarfile.TarInfo(name)
+    member.size = len(payload)
+    archive.addfile(member, io.BytesIO(payload))
+
+
+def _sizes(i: int) -> tuple[int, int]:
+    """(width, height) of varied shapes, landscape and portrait."""
+    return (40 + 7 * (i % 5), 30 + 11 * (i % 3))
+
+
+def _val_labels() -> list[int]:
+    label_names = tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
+    validation = (
+        tfds.core.tfds_path("datasets/imagenet2012/validation_labels.txt").read_text().split()
+    )
+    return [label_names.index(s) for s in validation[:NUM_VAL]]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> ml_collections.ConfigDict:
+    root = tmp_path_factory.mktemp("imagenet")
+    manual = root / "manual"
+    manual.mkdir()
+    with tarfile.open(manual / "ILSVRC2012_img_train.tar", "w") as train:
+        for label, synset in enumerate(TRAIN_SYNSETS):
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as class_tar:
+                for i in range(TRAIN_PER_CLASS):
+                    _add(class_tar, f"{synset}_{i}.JPEG", _jpeg(_gray(label), _sizes(i)))
+            _add(train, f"{synset}.tar", inner.getvalue())
+    with tarfile.open(manual / "ILSVRC2012_img_val.tar", "w") as val:
+        for i, label in enumerate(_val_labels(), start=1):
+            _add(val, f"ILSVRC2012_val_{i:08d}.JPEG", _jpeg(_gray(label), _sizes(i)))
+    config = data.default_data_config("imagenet2012")
+    config.data_dir, config.manual_dir = str(root / "data"), str(manual)
+    prepare.prepare(config, num_shards=NUM_SHARDS)
+    return config
+
+
+def _gray_levels(images: np.ndarray) -> np.ndarray:
+    info = data.get_info("imagenet2012")
+    pixels = images.astype(np.float32) * np.array(info.std) + np.array(info.mean)
+    return pixels.mean(axis=(1, 2, 3)) * 255
+
+
+def _train_batches(
+    config, steps, *, start_step=0, process_index=0, process_count=1, seed=3, batch=4
+):
+    stream = data.train_stream(
+        config,
+        global_batch_size=batch,
+        seed=seed,
+        start_step=start_step,
+        process_index=process_index,
+        process_count=process_count,
+    )
+    return stream, [next(stream) for _ in range(steps)]
+
+
+def test_prepared_sizes_and_the_not_prepared_message(prepared, tmp_path):
+    info = data.prepared_info(prepared)
+    assert (info.num_train, info.num_eval) == (3 * TRAIN_PER_CLASS, NUM_VAL)
+    assert info.image_shape == (224, 224, 3) and info.num_classes == 1000
+    empty = ml_collections.ConfigDict(
+        {"name": "imagenet2012", "data_dir": str(tmp_path), "manual_dir": str(tmp_path)}
+    )
+    with pytest.raises(data.DatasetNotPreparedError, match=r"ILSVRC2012_img_train\.tar"):
+        data.check_prepared(empty)
+
+
+def test_train_batches_carry_their_labels_and_cover_an_epoch(prepared):
+    stream, batches = _train_batches(prepared, 6)  # 24 // 4 = 6 steps: one epoch
+    assert stream.steps_per_epoch == 6
+    images = np.concatenate([b["image"] for b in batches])
+    labels = np.concatenate([b["label"] for b in batches])
+    assert images.shape == (24, 224, 224, 3) and images.dtype == np.float32
+    # A solid image stays solid through any crop, resize and flip (JPEG rounding aside).
+    np.testing.assert_allclose(_gray_levels(images), [_gray(x) for x in labels], atol=3)
+    assert sorted(labels.tolist()) == sorted(list(range(3)) * TRAIN_PER_CLASS)
+    # Shuffled: not the three classes in blocks.
+    assert len(set(labels[:8].tolist())) > 1
+
+
+def test_same_seed_same_stream_other_seed_other_order(prepared):
+    _, first = _train_batches(prepared, 8)
+    _, again = _train_batches(prepared, 8)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+    _, other = _train_batches(prepared, 8, seed=4)
+    assert any(
+        not np.array_equal(a["image"], b["image"]) for a, b in zip(first, other, strict=True)
+    )
+    # A new epoch, new crops (and a new order).
+    assert not np.array_equal(first[0]["image"], first[6]["image"])
+
+
+def test_resumed_stream_equals_the_tail_of_an_uninterrupted_one(prepared):
+    _, whole = _train_batches(prepared, 9)
+    for start in (4, 6, 7):  # mid-epoch, at an epoch boundary, in the second epoch
+        _, resumed = _train_batches(prepared, 9 - start, start_step=start)
+        for a, b in zip(whole[start:], resumed, strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])
+            np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_each_process_reads_only_its_own_files(prepared, monkeypatch):
+    opened = []
+    original = imagenet._Files.select
+
+    def recording(self, indices):
+        selected = original(self, indices)
+        opened.append(selected.paths)
+        return selected
+
+    monkeypatch.setattr(imagenet._Files, "select", recording)
+    per_process = []
+    for process_index in range(2):
+        _, batches = _train_batches(prepared, 6, process_index=process_index, process_count=2)
+        per_process.append(np.concatenate([b["label"] for b in batches]))
+        assert batches[0]["image"].shape == (2, 224, 224, 3)
+    assert len(opened) == 2 and not set(opened[0]) & set(opened[1])
+    assert sorted(opened[0] + opened[1]) == sorted(
+        str(f.filename)
+        for f in tfds.builder("imagenet2012", data_dir=prepared.data_dir)
+        .info.splits["train"]
+        .file_instructions
+    )
+    # The two processes' epochs together hold every train image's label once.
+    both = np.concatenate([per_process[0][:12], per_process[1][:12]])
+    assert sorted(both.tolist()) == sorted(list(range(3)) * TRAIN_PER_CLASS)
+
+
+def test_too_few_files_for_the_processes_is_an_actionable_error(prepared):
+    with pytest.raises(ValueError, match="--num_shards"):
+        _train_batches(prepared, 1, process_count=2 * NUM_SHARDS, batch=2 * NUM_SHARDS)
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_evaluation_counts_every_image_once(prepared, process_count):
+    expected = _val_labels()
+    images, labels, masks = [], [], []
+    lengths = set()
+    for process_index in range(process_count):
+        stream = data.eval_stream(
+            prepared,
+            global_batch_size=4,
+            process_index=process_index,
+            process_count=process_count,
+        )
+        assert stream.num_examples == NUM_VAL
+        batches = list(stream)
+        lengths.add((len(stream), len(batches)))
+        for batch in batches:
+            assert batch["image"].shape == (4 // process_count, 224, 224, 3)
+            images.append(batch["image"])
+            labels.append(batch["label"])
+            masks.append(batch["mask"])
+    # The same number of batches on every process (the eval step is one program).
+    assert len(lengths) == 1 and len({n for pair in lengths for n in pair}) == 1
+    mask = np.concatenate(masks)
+    label = np.concatenate(labels)
+    image = np.concatenate(images)
+    assert mask.sum() == NUM_VAL
+    assert sorted(label[mask].tolist()) == sorted(expected)
+    np.testing.assert_allclose(_gray_levels(image[mask]), [_gray(x) for x in label[mask]], atol=3)
+    assert not image[~mask].any() and not label[~mask].any()
