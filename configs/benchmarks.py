@@ -78,6 +78,7 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         config.batch_size, config.num_epochs = solver.batch_size, solver.num_epochs
         config.optim.learning_rate = solver.learning_rate
         config.optim.lr_decay_epochs = solver.lr_decay_epochs
+        config.optim.weight_decay = solver.weight_decay
     base_learning_rate = config.optim.learning_rate
     config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
     # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).

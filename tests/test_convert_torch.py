@@ -139,6 +139,30 @@ def test_imagenet_transcriptions_have_the_reference_parameter_counts(name, count
     assert sum(p.numel() for p in TORCH_MODELS[name](1000).parameters()) == count
 
 
+@pytest.mark.parametrize("name", ["resnet34", "resnet50"])
+def test_torchvision_checkpoints_convert_to_equal_logits(tmp_path, name):
+    """torchvision's own ResNet (the layout of its downloaded weights), where torchvision is
+    installed: it is not a dependency (its PyPI wheels pin other torch versions than this
+    project's). Checked with torchvision 0.29.1: same keys and shapes as the transcription,
+    logits within 2.4e-5 of their scale."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    torch_model = getattr(torchvision.models, name)(weights=None).eval()
+    ours = TORCH_MODELS[f"{name}_imagenet"](1000).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in ours.items()}
+    pth = _save(torch_model, tmp_path / f"{name}.pth", "bare")
+    out = str(tmp_path / "teacher")
+    convert_torch.main([pth, "--model", f"{name}_imagenet", "--out", out])
+    _, model, variables = _restore(out)
+    images = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype(np.float32)
+    expected = _torch_logits(torch_model, images)
+    atol = tolerances.DEEP_FORWARD_SCALE_TOLERANCE * float(np.max(np.abs(expected)))
+    np.testing.assert_allclose(
+        np.asarray(model.apply(variables, images, train=False)), expected, rtol=0, atol=atol
+    )
+
+
 def test_layouts_load_the_same_state_dict(tmp_path):
     torch_model = _random_torch_model("resnet8", num_classes=10)
     loaded = {

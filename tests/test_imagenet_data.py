@@ -7,7 +7,10 @@ against its pixels after building, sharding, cropping and flipping.
 """
 
 import io
-import tarfile
+import math
+import pathlib
+import subprocess
+import sys
 
 import ml_collections
 import numpy as np
@@ -15,14 +18,17 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
+from benchmarks.input_pipeline import imagenet_synsets, write_imagenet_archives
 from figkd_jax import data
 from figkd_jax.data import imagenet, prepare
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
 tfds.disable_progress_bar()
 
-# The first three synsets of TFDS's labels.txt (labels 0, 1, 2) and the labels its
-# validation_labels.txt gives the first validation images.
-TRAIN_SYNSETS = ("n01440764", "n01443537", "n01484850")
+# The first three synsets of TFDS's labels.txt (labels 0, 1, 2); the first validation images
+# take the labels of its validation_labels.txt.
+TRAIN_SYNSETS = tuple(imagenet_synsets()[:3])
 TRAIN_PER_CLASS = 8  # 24 train images
 NUM_VAL = 7
 NUM_SHARDS = 4  # record files per split: two for each of two processes
@@ -38,19 +44,13 @@ def _jpeg(value: int, size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
-    member = tarfile.TarInfo(name)
-    member.size = len(payload)
-    archive.addfile(member, io.BytesIO(payload))
-
-
 def _sizes(i: int) -> tuple[int, int]:
     """(width, height) of varied shapes, landscape and portrait."""
     return (40 + 7 * (i % 5), 30 + 11 * (i % 3))
 
 
 def _val_labels() -> list[int]:
-    label_names = tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
+    label_names = imagenet_synsets()
     validation = (
         tfds.core.tfds_path("datasets/imagenet2012/validation_labels.txt").read_text().split()
     )
@@ -62,16 +62,12 @@ def prepared(tmp_path_factory) -> ml_collections.ConfigDict:
     root = tmp_path_factory.mktemp("imagenet")
     manual = root / "manual"
     manual.mkdir()
-    with tarfile.open(manual / "ILSVRC2012_img_train.tar", "w") as train:
-        for label, synset in enumerate(TRAIN_SYNSETS):
-            inner = io.BytesIO()
-            with tarfile.open(fileobj=inner, mode="w") as class_tar:
-                for i in range(TRAIN_PER_CLASS):
-                    _add(class_tar, f"{synset}_{i}.JPEG", _jpeg(_gray(label), _sizes(i)))
-            _add(train, f"{synset}.tar", inner.getvalue())
-    with tarfile.open(manual / "ILSVRC2012_img_val.tar", "w") as val:
-        for i, label in enumerate(_val_labels(), start=1):
-            _add(val, f"ILSVRC2012_val_{i:08d}.JPEG", _jpeg(_gray(label), _sizes(i)))
+    train = {
+        synset: [_jpeg(_gray(label), _sizes(i)) for i in range(TRAIN_PER_CLASS)]
+        for label, synset in enumerate(TRAIN_SYNSETS)
+    }
+    val = [_jpeg(_gray(label), _sizes(i)) for i, label in enumerate(_val_labels(), start=1)]
+    write_imagenet_archives(str(manual), train, val)
     config = data.default_data_config("imagenet2012")
     config.data_dir, config.manual_dir = str(root / "data"), str(manual)
     prepare.prepare(config, num_shards=NUM_SHARDS)
@@ -206,3 +202,20 @@ def test_evaluation_counts_every_image_once(prepared, process_count):
     assert sorted(label[mask].tolist()) == sorted(expected)
     np.testing.assert_allclose(_gray_levels(image[mask]), [_gray(x) for x in label[mask]], atol=3)
     assert not image[~mask].any() and not label[~mask].any()
+
+
+def test_input_benchmark_prints_the_imagenet_row():
+    script = [sys.executable, str(REPO / "benchmarks" / "input_pipeline.py")]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    quick = subprocess.run(
+        [*script, "--quick", "--datasets", "imagenet2012"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert quick.returncode == 0, quick.stderr[-2000:]
+    row = next(line for line in quick.stdout.splitlines() if line.startswith("| imagenet2012"))
+    train_cpu_ms = float(row.split("|")[4])
+    assert math.isfinite(train_cpu_ms) and train_cpu_ms > 0
+    assert "| 25,000 |" in quick.stdout  # the cores that rate needs
