@@ -384,8 +384,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {cache_size} | {megabytes:.2f} | {error:.2f} |")
         print(f"| (JPEG quality-90 re-encoding) | | {jpeg_reencoding_difference():.2f} |")
     if "imagenet2012" in args.datasets:
-        num_train = 8 * batch_size if args.quick else 4096
-        num_eval = 4 * batch_size if args.quick else 1024
+        num_train = 8 * batch_size if args.quick else 2048
+        num_eval = 4 * batch_size if args.quick else 512
         r = benchmark_imagenet(batch_size, steps, num_train, num_eval)
         print(
             "\n| dataset | source (mean) | train img/s | train CPU ms/img | eval img/s "

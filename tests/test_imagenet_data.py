@@ -204,6 +204,7 @@ def test_evaluation_counts_every_image_once(prepared, process_count):
     assert not image[~mask].any() and not label[~mask].any()
 
 
+@pytest.mark.slow
 def test_input_benchmark_prints_the_imagenet_row():
     script = [sys.executable, str(REPO / "benchmarks" / "input_pipeline.py")]
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
