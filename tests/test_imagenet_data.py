@@ -7,8 +7,11 @@ against its pixels after building, sharding, cropping and flipping.
 """
 
 import io
+import json
 import math
+import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -220,3 +223,36 @@ def test_input_benchmark_prints_the_imagenet_row():
     train_cpu_ms = float(row.split("|")[4])
     assert math.isfinite(train_cpu_ms) and train_cpu_ms > 0
     assert "| 25,000 |" in quick.stdout  # the cores that rate needs
+
+
+@pytest.mark.slow
+def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path):
+    """Two processes of a distributed runtime on localhost, each reading its share, against
+    one process: the same counts, every validation image once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = [sys.executable, str(REPO / "tests" / "imagenet_eval_worker.py"), prepared.data_dir]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [
+        subprocess.Popen(
+            [
+                *worker,
+                str(tmp_path / "two.json"),
+                f"--coordinator=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            env=env,
+        )
+        for i in range(2)
+    ]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    subprocess.run([*worker, str(tmp_path / "one.json")], env=env, check=True, timeout=600)
+    one = json.loads((tmp_path / "one.json").read_text())
+    two = json.loads((tmp_path / "two.json").read_text())
+    expected = {"count": NUM_VAL, "correct": NUM_VAL, "label_sum": sum(_val_labels())}
+    assert {k: one[k] for k in expected} == expected
+    assert {k: two[k] for k in expected} == expected
+    # One process: ceil(7 / 4) = 2 batches of 4; two: ceil(4 / 2) = 2 batches of 2 each.
+    assert one["batches"] == two["batches"] == 2
