@@ -2,8 +2,9 @@
 of a distributed runtime (or alone) and writes the global counts, as the trainer's HostEval
 assembles them: each process's padded batch is its shard of one global batch.
 
-The stand-in predicts the label whose gray (tests/test_imagenet_data.py) is nearest the
-image's mean pixel, so it is right on every real image. Usage:
+The stand-in "classifier" is right where the image's mean pixel is its label's gray
+(tests/test_imagenet_data.py, up to JPEG rounding): on every real image, paired with its
+label. Usage:
 
   python tests/imagenet_eval_worker.py DATA_DIR OUT.json
       [--coordinator HOST:PORT --num_processes P --process_id I]
@@ -48,11 +49,11 @@ def main():
     def counts(batch):
         pixels = batch["image"] * jnp.asarray(info.std) + jnp.asarray(info.mean)
         level = pixels.mean(axis=(1, 2, 3)) * 255
-        predicted = jnp.argmin(jnp.abs(level[:, None] - grays[None, :]), axis=1)
+        right = jnp.abs(level - grays[batch["label"]]) < 3
         mask = batch["mask"]
         return {
             "count": mask.sum(),
-            "correct": (mask & (predicted == batch["label"])).sum(),
+            "correct": (mask & right).sum(),
             "label_sum": jnp.where(mask, batch["label"], 0).sum(),
         }
 
