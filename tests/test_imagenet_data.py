@@ -256,3 +256,27 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
     assert {k: two[k] for k in expected} == expected
     # One process: ceil(7 / 4) = 2 batches of 4; two: ceil(4 / 2) = 2 batches of 2 each.
     assert one["batches"] == two["batches"] == 2
+
+
+@pytest.mark.slow
+def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path):
+    """configs/imagenet.py as launched, with a converted torchvision-layout teacher: one epoch
+    (3 steps of 8) and its evaluation over every validation image."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_models import TORCH_MODELS
+    from configs import imagenet as imagenet_config
+    from figkd_jax.tools import convert_torch
+    from figkd_jax.trainer import train
+
+    torch.manual_seed(0)
+    pth = str(tmp_path / "resnet34.pth")
+    torch.save(TORCH_MODELS["resnet34_imagenet"](1000).state_dict(), pth)
+    convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
+    config = imagenet_config.get_config("teacher=resnet34,student=resnet18,method=dkd")
+    config.dataset.data_dir = prepared.data_dir
+    config.teacher.checkpoint = str(tmp_path / "teacher")
+    config.batch_size, config.eval_batch_size, config.num_epochs = 8, 8, 1
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert (results["dataset"], results["model"]) == ("imagenet2012", "resnet18_imagenet")
+    assert results["epochs_done"] == 1 and 0 <= results["last_top1"] <= 1
+    assert results["teacher_eval"] is not None  # the teacher evaluated over the split too
