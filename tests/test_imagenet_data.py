@@ -276,6 +276,7 @@ def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, 
     config.dataset.data_dir = prepared.data_dir
     config.teacher.checkpoint = str(tmp_path / "teacher")
     config.batch_size, config.eval_batch_size, config.num_epochs = 8, 8, 1
+    config.optim.lr_decay_epochs = ()
     results = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert (results["dataset"], results["model"]) == ("imagenet2012", "resnet18_imagenet")
     assert results["epochs_done"] == 1 and 0 <= results["last_top1"] <= 1
