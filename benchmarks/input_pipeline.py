@@ -16,7 +16,13 @@ together: since both paths spread their work over tf.data's (and PIL's) threads,
 with c free cores runs a path at up to c * 1000 / (CPU ms/img) images/s, whatever this
 machine's load. A second table
 measures how far the cached crops are from the reference's (crops of the original JPEG)
-on two photographs, per canvas size. Example:
+on two photographs, per canvas size.
+
+ImageNet (``imagenet2012``) is streamed from its records (``figkd_jax.data.imagenet``), so its
+row times the real path: synthetic JPEGs of ImageNet's size distribution (``IMAGENET_SIZES``,
+quality 90) written as the two ILSVRC2012 archives, prepared by TFDS into a temporary data dir
+(not timed), then read, decoded-and-cropped and batched. It prints the CPU cores that the
+measured CPU ms per image need for a given image rate (``--imagenet_rates``). Example:
 
     python benchmarks/input_pipeline.py --datasets cifar100 stanford_dogs --steps 50
 """
@@ -25,6 +31,8 @@ import argparse
 import contextlib
 import io
 import os
+import tarfile
+import tempfile
 import time
 from unittest import mock
 
@@ -51,6 +59,11 @@ SOURCE_SIZES = {  # (width, height) of a typical source image
     # Assumed, not measured from the archive.
     "stanford40": (400, 300),
 }
+# ImageNet photographs average about 400x350 (the issue's figure): widths and heights drawn
+# uniformly from these ranges.
+IMAGENET_SIZES = ((300, 500), (260, 440))
+# Host image rates to size: a v4-32 slice's need per host (docs/pod.md) and the issue's goal.
+IMAGENET_RATES = (25_000, 60_000)
 _FIDELITY_CACHE_SIZES = (224, 256, 320, 448)
 _FIDELITY_SOURCE = (500, 375)
 
@@ -80,6 +93,79 @@ def synthetic_split(info: data.DatasetInfo, num_examples: int) -> sources.Split:
         jpegs = [_smooth_jpeg(rng, SOURCE_SIZES[info.name]) for _ in range(_DISTINCT_JPEGS)]
         images = np.array([jpegs[i % len(jpegs)] for i in range(num_examples)], dtype=object)
     return sources.Split(images, labels)
+
+
+def _tar_member(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
+    member = tarfile.TarInfo(name)
+    member.size = len(payload)
+    archive.addfile(member, io.BytesIO(payload))
+
+
+def write_imagenet_archives(manual_dir: str, train: dict[str, list[bytes]], val: list[bytes]):
+    """The two archives of an ILSVRC2012 download, as TFDS's imagenet2012 reads them.
+
+    ``ILSVRC2012_img_train.tar``: one ``<synset>.tar`` per class of ``train`` holding
+    ``<synset>_<i>.JPEG``; ``ILSVRC2012_img_val.tar``: ``ILSVRC2012_val_<8 digits>.JPEG``, whose
+    labels TFDS takes from its own validation_labels.txt (the k-th file, the k-th label).
+    """
+    with tarfile.open(os.path.join(manual_dir, "ILSVRC2012_img_train.tar"), "w") as archive:
+        for synset, jpegs in train.items():
+            inner = io.BytesIO()
+            with tarfile.open(fileobj=inner, mode="w") as class_tar:
+                for i, jpeg in enumerate(jpegs):
+                    _tar_member(class_tar, f"{synset}_{i}.JPEG", jpeg)
+            _tar_member(archive, f"{synset}.tar", inner.getvalue())
+    with tarfile.open(os.path.join(manual_dir, "ILSVRC2012_img_val.tar"), "w") as archive:
+        for i, jpeg in enumerate(val, start=1):
+            _tar_member(archive, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg)
+
+
+def imagenet_synsets() -> list[str]:
+    """The 1,000 synsets in TFDS's label order."""
+    import tensorflow_datasets as tfds
+
+    return tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
+
+
+def benchmark_imagenet(batch_size: int, steps: int, num_train: int, num_eval: int) -> dict:
+    """Train and eval images/s and CPU ms per image of the streamed ImageNet pipeline."""
+    from figkd_jax.data import prepare
+
+    rng = np.random.default_rng(0)
+    (w_low, w_high), (h_low, h_high) = IMAGENET_SIZES
+    jpegs = [
+        _smooth_jpeg(rng, (int(rng.integers(w_low, w_high)), int(rng.integers(h_low, h_high))))
+        for _ in range(_DISTINCT_JPEGS)
+    ]
+    synsets = imagenet_synsets()[:8]
+    train = {s: [] for s in synsets}
+    for i in range(num_train):
+        train[synsets[i % len(synsets)]].append(jpegs[i % len(jpegs)])
+    val = [jpegs[i % len(jpegs)] for i in range(num_eval)]
+    with tempfile.TemporaryDirectory() as root:
+        manual = os.path.join(root, "manual")
+        os.mkdir(manual)
+        write_imagenet_archives(manual, train, val)
+        config = data.default_data_config("imagenet2012")
+        config.data_dir, config.manual_dir = os.path.join(root, "data"), manual
+        prepare.prepare(config, num_shards=4)
+        stream = data.train_stream(config, global_batch_size=batch_size, seed=0)
+        train_rate, train_cpu = images_per_second(stream, batch_size, steps, warmup=3)
+        del stream
+        evaluation = data.eval_stream(config, global_batch_size=batch_size)
+        eval_steps = min(steps, len(evaluation) - 2)
+        eval_rate, eval_cpu = images_per_second(iter(evaluation), batch_size, eval_steps, 1)
+    source = (
+        f"{(w_low + w_high) // 2}x{(h_low + h_high) // 2} "
+        f"({sum(map(len, jpegs)) // len(jpegs) // 1000} kB)"
+    )
+    return {
+        "source": source,
+        "train": train_rate,
+        "train_cpu": train_cpu,
+        "eval": eval_rate,
+        "eval_cpu": eval_cpu,
+    }
 
 
 def images_per_second(batches, batch_size: int, steps: int, warmup: int) -> tuple[float, float]:
@@ -229,6 +315,13 @@ def main(argv: list[str] | None = None) -> None:
         help="smoke run: 64 synthetic images per fine-grained split, 2 steps of 8, 4 crops "
         "of a 320 canvas",
     )
+    parser.add_argument(
+        "--imagenet_rates",
+        type=int,
+        nargs="+",
+        default=IMAGENET_RATES,
+        help="host image rates (img/s) for which to print the cores the measured cost needs",
+    )
     args = parser.parse_args(argv)
     steps, batch_size = (2, 8) if args.quick else (args.steps, args.batch_size)
     print(f"CPU cores: {os.cpu_count()}, batch size {batch_size}, {steps} steps")
@@ -240,7 +333,11 @@ def main(argv: list[str] | None = None) -> None:
             train_rate, eval_rate = benchmark(name, batch_size, steps)
             shape = "x".join(map(str, data.get_info(name).image_shape))
             print(f"| {name} | {shape} | {train_rate:,.0f} | {eval_rate:,.0f} |", flush=True)
-    fine = [n for n in args.datasets if not data.get_info(n).fixed_resolution]
+    fine = [
+        n
+        for n in args.datasets
+        if not data.get_info(n).fixed_resolution and not data.get_info(n).streamed
+    ]
     if fine:
         print(
             "\n| dataset | source | path | cache GiB | first epoch s (CPU s) | train img/s "
@@ -286,6 +383,26 @@ def main(argv: list[str] | None = None) -> None:
             megabytes = decoded.train_cache_bytes(1, cache_size) / 1e6
             print(f"| {cache_size} | {megabytes:.2f} | {error:.2f} |")
         print(f"| (JPEG quality-90 re-encoding) | | {jpeg_reencoding_difference():.2f} |")
+    if "imagenet2012" in args.datasets:
+        num_train = 8 * batch_size if args.quick else 2048
+        num_eval = 4 * batch_size if args.quick else 512
+        r = benchmark_imagenet(batch_size, steps, num_train, num_eval)
+        print(
+            "\n| dataset | source (mean) | train img/s | train CPU ms/img | eval img/s "
+            "| eval CPU ms/img |"
+        )
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| imagenet2012 | {r['source']} | {r['train']:,.0f} | {r['train_cpu']:.2f} "
+            f"| {r['eval']:,.0f} | {r['eval_cpu']:.2f} |"
+        )
+        print("\n| host img/s | cores for train | cores for eval |")
+        print("|---|---|---|")
+        for rate in args.imagenet_rates:
+            print(
+                f"| {rate:,} | {rate * r['train_cpu'] / 1e3:,.0f} "
+                f"| {rate * r['eval_cpu'] / 1e3:,.0f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -93,3 +93,4 @@ def _apply(config: ml_collections.ConfigDict, solver: protocol.Solver) -> None:
     config.batch_size, config.num_epochs = solver.batch_size, solver.num_epochs
     config.optim.learning_rate = solver.learning_rate
     config.optim.lr_decay_epochs = solver.lr_decay_epochs
+    config.optim.weight_decay = solver.weight_decay

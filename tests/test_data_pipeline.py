@@ -37,6 +37,7 @@ def test_registry():
         "digits",
         "cifar100",
         "tiny_imagenet",
+        "imagenet2012",
         "caltech_birds2011",
         "stanford_dogs",
         "mit67",

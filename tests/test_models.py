@@ -48,8 +48,11 @@ PROTOCOL_PARAM_COUNTS = {
     "resnet18_imagenet": 11_689_512,
     "resnet34_imagenet": 21_797_672,
     "resnet50_imagenet": 25_557_032,
+    # mdistiller's models/imagenet/mobilenetv1.py (the count; the transcription in
+    # benchmarks/torch_models.py gives the same, tests/test_convert_torch.py).
+    "mobilenetv1": 4_231_976,
 }
-IMAGENET_MODELS = {"resnet18_imagenet", "resnet34_imagenet", "resnet50_imagenet"}
+IMAGENET_MODELS = {"resnet18_imagenet", "resnet34_imagenet", "resnet50_imagenet", "mobilenetv1"}
 CIFAR_MODELS = sorted(set(PROTOCOL_PARAM_COUNTS) - IMAGENET_MODELS)
 
 
@@ -118,6 +121,8 @@ def test_cifar_models_train_on_64_pixel_inputs_in_bfloat16(name):
         ("resnet18", 32, "layer4_1", 4),
         ("resnet18_imagenet", 224, "layer4_1", 7),
         ("resnet50_imagenet", 224, "layer1_2", 56),
+        ("mobilenetv1", 224, "model_0_1", 112),
+        ("mobilenetv1", 224, "model_13_4", 7),
         ("mobilenetv2", 32, "blocks_6_0", 2),
         ("shufflenetv1", 32, "layer3_3", 4),
         ("shufflenetv2", 64, "layer3_3", 8),
@@ -210,6 +215,11 @@ def test_resnet8_tree_is_the_reference_state_dict_renamed():
         ("resnet50_imagenet", "params/layer4_2/bn3/bias", (2048,)),
         ("resnet50_imagenet", "batch_stats/layer3_0/downsample_1/mean", (1024,)),
         ("resnet50_imagenet", "params/fc/kernel", (2048, 1000)),
+        ("mobilenetv1", "params/model_0_0/kernel", (3, 3, 3, 32)),
+        ("mobilenetv1", "params/model_1_0/kernel", (3, 3, 1, 32)),
+        ("mobilenetv1", "params/model_1_3/kernel", (1, 1, 32, 64)),
+        ("mobilenetv1", "batch_stats/model_13_4/var", (1024,)),
+        ("mobilenetv1", "params/fc/bias", (1000,)),
     ],
 )
 def test_param_paths_mirror_reference_module_names(name, path, shape):

@@ -84,7 +84,8 @@ def _config(pair, method):
     if pair.dataset in protocol.FINEGRAINED_DATASETS:
         module, arg = "finegrained", f"dataset={pair.dataset},"
     else:
-        module, arg = pair.dataset, ""
+        # configs/imagenet.py serves TFDS's imagenet2012.
+        module, arg = {"imagenet2012": "imagenet"}.get(pair.dataset, pair.dataset), ""
     arg += f"teacher={pair.teacher},student={pair.student},method={method}"
     return importlib.import_module(f"configs.{module}").get_config(arg)
 

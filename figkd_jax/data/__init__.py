@@ -1,7 +1,8 @@
 """Deterministic input pipelines of the benchmark datasets (see ``pipeline`` for the rules).
 
 Datasets: ``digits`` (embedded, no download), ``cifar100``, ``tiny_imagenet``,
-``caltech_birds2011``, ``stanford_dogs``, ``mit67``, ``stanford40``. The data config fields
+``imagenet2012`` (streamed from its records: ``imagenet``), ``caltech_birds2011``,
+``stanford_dogs``, ``mit67``, ``stanford40``. The data config fields
 are documented in ``figkd_jax.data.sources``.
 
 The registry (names, sizes, augmentation specs) needs only the standard library; the

@@ -104,7 +104,7 @@ def check_host_memory(data_config, info: DatasetInfo) -> None:
     no-op where nothing is decoded once (fixed-resolution datasets, ``decode_once=False``).
     The trainer runs it before training."""
     config = resolve(data_config)
-    if not info.fixed_resolution and config.decode_once:
+    if not info.fixed_resolution and not info.streamed and config.decode_once:
         check_fits(info, config.cache_size)
 
 

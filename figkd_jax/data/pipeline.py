@@ -24,6 +24,9 @@ each example's draws give its crop's sampling grid, and a batch of crops is one 
 gather-and-interpolate; with ``decode_once=False`` they are decoded, cropped and resized one
 example at a time, every epoch. All run in tf.data maps with ``deterministic=True``, followed
 by prefetching. Both fine-grained paths use the same draws for the same crops and flips.
+
+ImageNet (``imagenet2012``), too large for host memory, is streamed from its records instead,
+each process reading its own files (``figkd_jax.data.imagenet``).
 """
 
 from figkd_jax import extras
@@ -176,6 +179,19 @@ def train_stream(
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     config = resolve(data_config)
     info = get_info(config.name)
+    if info.streamed and not strong_view:
+        from figkd_jax.data import imagenet  # imports this module
+
+        return imagenet.train_stream(
+            config,
+            global_batch_size=global_batch_size,
+            seed=seed,
+            start_step=start_step,
+            process_index=process_index,
+            process_count=process_count,
+            num_devices=num_devices,
+            dtype=dtype,
+        )
     if strong_view and not isinstance(info.augment, PadCropFlip):
         raise ValueError(
             f"a strong view (method mlkd) needs a fixed-resolution pad-crop-flip dataset "
@@ -417,5 +433,11 @@ def eval_stream(
     process_count: int = 1,
     dtype: str = "float32",
 ) -> EvalStream:
-    """This process's share of the eval split, padded to fixed batches; see ``EvalStream``."""
+    """This process's share of the eval split, padded to fixed batches; see ``EvalStream``
+    (for a streamed dataset, ``figkd_jax.data.imagenet.EvalStream``)."""
+    config = resolve(data_config)
+    if get_info(config.name).streamed:
+        from figkd_jax.data import imagenet  # imports this module
+
+        return imagenet.EvalStream(config, global_batch_size, process_index, process_count, dtype)
     return EvalStream(data_config, global_batch_size, process_index, process_count, dtype)

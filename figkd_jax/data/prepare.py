@@ -1,7 +1,8 @@
 """Build a dataset's TFDS records: ``python -m figkd_jax.data.prepare --dataset=NAME``.
 
 TFDS catalogue datasets (cifar100, caltech_birds2011, stanford_dogs) are downloaded, which
-needs the internet; ours (tiny_imagenet, mit67, stanford40) read the archives named in
+needs the internet; ours (tiny_imagenet, mit67, stanford40) and TFDS's imagenet2012 (the
+ILSVRC2012 train and val tars, downloaded after registering) read the archives named in
 ``figkd_jax.data.registry.SOURCES`` from the manual dir. digits needs nothing. The ``tfds
 build`` command line does the same for the catalogue datasets where apache_beam is installed.
 """
@@ -11,8 +12,13 @@ import argparse
 from figkd_jax.data.registry import SOURCES, names
 
 
-def prepare(data_config) -> None:
-    """Download (catalogue datasets) or read the manual files (ours) and write the records."""
+def prepare(data_config, num_shards: int | None = None) -> None:
+    """Download (catalogue datasets) or read the manual files (ours) and write the records.
+
+    ``num_shards``: record files per split (None: TFDS's choice by size). A streamed dataset
+    (imagenet2012) gives each process its own files, so it needs at least as many train files
+    as the largest run has processes.
+    """
     import tensorflow_datasets as tfds
 
     from figkd_jax.data import sources
@@ -22,7 +28,9 @@ def prepare(data_config) -> None:
         return
     builder = tfds.builder(config.name, data_dir=config.data_dir)
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=config.manual_dir)
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=config.manual_dir, num_shards=num_shards
+        )
     )
 
 
@@ -38,12 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--manual_dir", default=None, help="manual downloads (default <data_dir>/downloads/manual)"
     )
+    parser.add_argument(
+        "--num_shards",
+        type=int,
+        default=None,
+        help="record files per split (default: TFDS's choice); imagenet2012 streams one share "
+        "of the train files to each process, so use at least the number of processes",
+    )
     args = parser.parse_args(argv)
+    if args.num_shards is not None and args.num_shards < 1:
+        parser.error(f"--num_shards must be >= 1, got {args.num_shards}")
     from figkd_jax.data import sources
 
     config = sources.default_data_config(args.dataset)
     config.data_dir, config.manual_dir = args.data_dir, args.manual_dir
-    prepare(config)
+    prepare(config, args.num_shards)
     sources.check_prepared(config)
     print(f"{args.dataset} is prepared")
 

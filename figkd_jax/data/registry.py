@@ -68,6 +68,8 @@ class DatasetInfo:
       augment: the train (and, for ``ResizedCropFlip``, eval) transform parameters.
       fixed_resolution: every source image has shape ``image_shape``, so the decoded split fits
         in memory as one uint8 array (``load_arrays``).
+      streamed: too large for host memory: read from the records every epoch, each process
+        its own shard of the files (``figkd_jax.data.imagenet``).
     """
 
     name: str
@@ -81,6 +83,7 @@ class DatasetInfo:
     eval_split: str
     augment: PadCropFlip | RotateFlip | ResizedCropFlip
     fixed_resolution: bool
+    streamed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Source:
     """Where a dataset comes from.
 
     kind: ``"tfds"`` (a TFDS catalogue dataset that ``tfds build`` can download),
-      ``"manual"`` (one of our TFDS builders, reading files the user downloads by hand), or
+      ``"manual"`` (one of our TFDS builders, or TFDS's imagenet2012, reading files the user
+      downloads by hand), or
       ``"embedded"`` (bundled with a Python package, nothing to prepare).
     manual_files: for ``"manual"``, the file names the builder reads from the manual dir.
     homepage: where to download them.
@@ -160,6 +164,13 @@ _INFOS = {
             augment=RotateFlip(degrees=20.0, flip=True),
             fixed_resolution=True,
         ),
+        # ILSVRC2012 as TFDS's imagenet2012 builds it; mdistiller's dataset/imagenet.py
+        # transforms (RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224)).
+        dataclasses.replace(
+            _fine_grained("imagenet2012", 1000, 1_281_167, 50_000),
+            eval_split="validation",
+            streamed=True,
+        ),
         _fine_grained("caltech_birds2011", 200, 5_994, 5_794),
         _fine_grained("stanford_dogs", 120, 12_000, 8_580),
         _fine_grained("mit67", 67, 5_360, 1_340),
@@ -174,6 +185,12 @@ SOURCES = {
     "stanford_dogs": Source("tfds"),
     "tiny_imagenet": Source(
         "manual", ("tiny-imagenet-200.zip",), "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+    ),
+    # TFDS's own builder, reading the two archives the user downloads after registering.
+    "imagenet2012": Source(
+        "manual",
+        ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"),
+        "https://image-net.org/download-images",
     ),
     "mit67": Source(
         "manual",

@@ -12,7 +12,8 @@ the references' ``vgg*_bn``), ``mobilenetv2`` (``mobile_half``: T=6, width 0.5),
 student ``mobilenetv2_tin`` (``mv2_tinyimagenet.MobileNetV2``: full width, ReLU6, biased convs).
 
 ImageNet-style models (7x7 stride-2 stem + max-pool, for 224x224), as torchvision:
-``resnet18_imagenet resnet34_imagenet resnet50_imagenet``.
+``resnet18_imagenet resnet34_imagenet resnet50_imagenet``, and ``mobilenetv1`` (mdistiller's
+``models/imagenet/mobilenetv1.py``, the student of ResNet-50 on ImageNet).
 
 Calling convention::
 
@@ -66,6 +67,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from figkd_jax.models.layers import BatchNorm
+from figkd_jax.models.mobilenetv1 import MobileNetV1
 from figkd_jax.models.mobilenetv2 import MobileNetV2
 from figkd_jax.models.mobilenetv2_tin import MobileNetV2TinyImageNet
 from figkd_jax.models.resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
@@ -77,6 +79,7 @@ __all__ = [
     "VGG",
     "BatchNorm",
     "CifarResNet",
+    "MobileNetV1",
     "MobileNetV2",
     "MobileNetV2TinyImageNet",
     "ResNet",
@@ -127,6 +130,7 @@ def _registry() -> dict[str, tuple[_Builder, InputStyle]]:
         registry[name] = (partial(WideResNet, depth=depth, widen_factor=widen), "cifar")
     for depth, config in VGG_CONFIGS.items():
         registry[f"vgg{depth}"] = (partial(VGG, config=config), "cifar")
+    registry["mobilenetv1"] = (MobileNetV1, "imagenet")
     registry["mobilenetv2"] = (partial(MobileNetV2, width_mult=0.5, expansion=6), "cifar")
     registry["mobilenetv2_tin"] = (MobileNetV2TinyImageNet, "cifar")
     registry["shufflenetv1"] = (ShuffleNetV1, "cifar")

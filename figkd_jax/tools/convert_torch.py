@@ -11,9 +11,11 @@ Usage::
 Reads the checkpoints of mdistiller / RepDistiller (``{"model": state_dict, ...}``), bare state
 dicts, and either with the ``module.`` prefix of ``DataParallel``. The mapping is generic, for
 every model of ``figkd_jax.models``, since their Flax parameter trees mirror the references'
-module names (tested against the CIFAR teachers; the torchvision-style ImageNet ResNets follow
-the same rule). The key rule (see ``figkd_jax.models``): split a key at
-".", join every numeric component onto the one before it with "_", rename the leaf; conv weights
+module names (tested against the CIFAR teachers, mdistiller's ImageNet MobileNetV1 and
+torchvision's ResNet-34/50: a file torchvision downloads, e.g. ``resnet34-b627a593.pth``, is a
+bare state dict; convert it with ``--model resnet34_imagenet``). The key rule (see
+``figkd_jax.models``): split a key at ".", join every numeric component onto the one before it
+with "_", rename the leaf; conv weights
 (O, I/groups, kh, kw) become kernels (kh, kw, I/groups, O), linear weights (O, I) become (I, O).
 
 The conversion is checked before anything is written: every Flax leaf is filled exactly once

@@ -94,13 +94,15 @@ class LsRecipe:
 
 @dataclasses.dataclass(frozen=True)
 class Solver:
-    """A solver: batch, epochs, base learning rate and the epochs after which it decays x0.1."""
+    """A solver: batch, epochs, base learning rate, the epochs after which it decays x0.1, and
+    the weight decay (SGD, momentum 0.9, throughout)."""
 
     batch_size: int
     num_epochs: int
     learning_rate: float
     lr_decay_epochs: tuple[int, ...]
     source: str
+    weight_decay: float = 5e-4
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -126,6 +128,13 @@ TOP1_SOURCES: dict[tuple[str, str], str] = {
     ("cifar100", "dkd+LS"): f"{LS_REPO}:README.md (DKD+Ours row)",
     ("cifar100", "mlkd+LS"): f"{LS_REPO}:README.md (MLKD+Ours row)",
     ("tiny_imagenet", "kd"): f"{MDISTILLER}:README.md (DOT section, Tiny-ImageNet, KD row)",
+    ("imagenet2012", "kd"): f"{MDISTILLER}:README.md (On ImageNet, KD row)",
+    ("imagenet2012", "dkd"): f"{MDISTILLER}:README.md (On ImageNet, DKD row)",
+    # DIST's own trainer (batch 256, lr 0.1); the teachers and ResNet-18 are torchvision's
+    # weights. Its MobileNetV1 alone (70.13) is another model than mdistiller's: left out.
+    ("imagenet2012", "dist"): f"{DIST_REPO}:README.md (ImageNet, Baseline settings, DIST)",
+    ("imagenet2012", "teacher"): f"{DIST_REPO}:README.md (ImageNet, Baseline settings, teacher)",
+    ("imagenet2012", "student"): f"{DIST_REPO}:README.md (ImageNet, Baseline settings, student)",
 }
 
 FINEGRAINED_DATASETS = ("caltech_birds2011", "stanford_dogs", "mit67", "stanford40")
@@ -149,6 +158,15 @@ SOLVERS: dict[str, Solver] = {
         )
         for name in FINEGRAINED_DATASETS
     },
+    "imagenet2012": Solver(
+        512,
+        100,
+        0.2,
+        (30, 60, 90),
+        "megvii-research/mdistiller@e8c5bb3:configs/imagenet/r34_r18/kd.yaml (SOLVER; the same "
+        "in r50_mv1/kd.yaml @fae6658)",
+        weight_decay=1e-4,
+    ),
 }
 
 _DKD = f"{MDISTILLER}:configs/cifar100/dkd"
@@ -157,6 +175,7 @@ _NO_TIN_RECIPE = (
     "TinyImageNet DKD recipe released)"
 )
 _FINEGRAINED = "this project: recipe unknown; CIFAR-100 rate, DKD's default beta"
+_DKD_IMAGENET = "megvii-research/mdistiller@e8c5bb3:configs/imagenet"  # r34_r18
 
 # fmt: off
 PAIRS: tuple[Pair, ...] = (
@@ -189,6 +208,8 @@ PAIRS: tuple[Pair, ...] = (
     Pair("mit67",         "resnet34_imagenet", "resnet18_imagenet", 0.05, 8.0, {}, _FINEGRAINED),
     Pair("stanford40",    "resnet34_imagenet", "resnet18_imagenet", 0.05, 8.0, {}, _FINEGRAINED),
     Pair("stanford_dogs", "resnet34_imagenet", "resnet18_imagenet", 0.05, 8.0, {}, _FINEGRAINED),
+    Pair("imagenet2012",  "resnet34_imagenet", "resnet18_imagenet", 0.2,  0.5, {"teacher": 73.31, "student": 69.76, "kd": 71.03, "dkd": 71.70, "dist": 72.07}, f"{_DKD_IMAGENET}/r34_r18/dkd.yaml"),
+    Pair("imagenet2012",  "resnet50_imagenet", "mobilenetv1",       0.2,  2.0, {"teacher": 76.16, "kd": 70.50, "dkd": 72.05, "dist": 73.24}, "megvii-research/mdistiller@fae6658:configs/imagenet/r50_mv1/dkd.yaml"),
 )
 
 # MLKD's own solver per CIFAR-100 pair, as released with the paper (configs/cifar100/ours/).
