@@ -18,12 +18,14 @@ Starting at step k therefore reads no skipped data, and a resumed stream equals 
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.
 
-Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
-split). The fine-grained ones are decoded once into host memory (``figkd_jax.data.decoded``):
-each example's draws give its crop's sampling grid, and a batch of crops is one compiled
-gather-and-interpolate; with ``decode_once=False`` they are decoded, cropped and resized one
-example at a time, every epoch. All run in tf.data maps with ``deterministic=True``, followed
-by prefetching. Both fine-grained paths use the same draws for the same crops and flips.
+Fixed-resolution datasets: tf.data only gathers each batch's uint8 images, labels and draws
+from the split; their augmentation and normalisation are ``figkd_jax.data.transforms``, jitted
+on the host CPU (the functions the on-device path runs inside the step). The fine-grained
+ones are decoded once into host memory (``figkd_jax.data.decoded``): each example's draws
+give its crop's sampling grid, and a batch of crops is one compiled gather-and-interpolate;
+with ``decode_once=False`` they are decoded, cropped and resized one example at a time, every
+epoch. All tf.data maps run with ``deterministic=True``, followed by prefetching. Both
+fine-grained paths use the same draws for the same crops and flips.
 """
 
 from figkd_jax import extras
