@@ -262,13 +262,17 @@ def _host_cpu() -> jax.Device:
     return jax.local_devices(backend="cpu")[0]
 
 
+# Module-level, so that every stream of the same dataset and dtype shares one compilation.
+_train_batch_on_host = jax.jit(transforms.train_batch, static_argnames=("info", "dtype"))
+
+
 def _augment_on_host_fn(info: DatasetInfo, dtype: str):
     """Gathered host batch -> train batch: ``transforms.train_batch``, jitted on the host CPU
     (whatever the default backend), so the host stream's pixels are the on-device path's."""
 
-    @jax.jit
-    def augment_batch(gathered):
-        return transforms.train_batch(
+    def augment_batch(gathered: dict) -> dict:
+        gathered = jax.device_put(gathered, _host_cpu())
+        batch = _train_batch_on_host(
             gathered["source"],
             gathered["label"],
             gathered["draws"],
@@ -277,8 +281,9 @@ def _augment_on_host_fn(info: DatasetInfo, dtype: str):
             info=info,
             dtype=dtype,
         )
+        return jax.device_get(batch)
 
-    return lambda gathered: jax.device_get(augment_batch(jax.device_put(gathered, _host_cpu())))
+    return augment_batch
 
 
 def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
@@ -331,6 +336,7 @@ def _decoded_crop_batches(
     )
 
 
+@functools.partial(jax.jit, static_argnames=("info", "dtype"))
 def _normalize_eval_batch(batch: dict, *, info: DatasetInfo, dtype: str) -> dict:
     """A gathered eval batch with its uint8 images normalised (``transforms.normalize``) and
     its padding's images 0."""
@@ -364,9 +370,7 @@ class EvalStream:
             else tf.constant(split.images)
         )
         self._labels = tf.constant(split.labels)
-        self._normalize = jax.jit(
-            functools.partial(_normalize_eval_batch, info=self._info, dtype=dtype)
-        )
+        self._dtype = dtype
         self.num_examples = len(split.labels)
         self._global_batch = global_batch_size
         self._first_position = process_index * self._local_batch
@@ -396,7 +400,12 @@ class EvalStream:
             )
             gathered = batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
             return (
-                jax.device_get(self._normalize(jax.device_put(b, _host_cpu()))) for b in gathered
+                jax.device_get(
+                    _normalize_eval_batch(
+                        jax.device_put(batch, _host_cpu()), info=self._info, dtype=self._dtype
+                    )
+                )
+                for batch in gathered
             )
         else:
             batches = elements.map(
