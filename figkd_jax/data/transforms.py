@@ -32,21 +32,29 @@ PAD_CROP_FLIP_DRAWS = 3
 
 
 def normalization(mean, std) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) float32 [C]: ``(x / 255 - mean) / std`` as the one multiply-add
-    ``x * scale + shift`` that every path (JAX here, TensorFlow for the fine-grained crops)
-    computes with these same float32 constants."""
+    """(scale, shift) float32 [C]: ``(x / 255 - mean) / std`` as ``x * scale + shift``, the
+    constants of every normalisation here and of the fine-grained crops (TensorFlow)."""
     scale = (1 / (255 * np.asarray(std, np.float64))).astype(np.float32)
     shift = (-np.asarray(mean, np.float64) / np.asarray(std, np.float64)).astype(np.float32)
     return scale, shift
 
 
 def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array:
-    """Pixels in [0, 255] [..., C] -> (x / 255 - mean) / std in ``dtype``.
+    """uint8 pixels [..., C] -> (x / 255 - mean) / std in ``dtype``.
 
-    One float32 multiply-add with the constants of ``normalization``, then the cast.
+    A lookup in the table of the 256 values of each channel, made once in NumPy float32 as
+    ``x * scale + shift`` (``normalization``) with a rounding after the multiply and after the
+    add. A compiler that fuses the two into one rounding (XLA does, on CPU and GPU) would move
+    the last bit of about half the values with the backend; the table gives every backend the
+    same pixels, those of the unfused arithmetic.
     """
+    images = jnp.asarray(images)
+    if images.dtype != jnp.uint8:
+        raise ValueError(f"normalize needs uint8 pixels, got {images.dtype}")
     scale, shift = normalization(mean, std)
-    return (jnp.asarray(images).astype(jnp.float32) * scale + shift).astype(compute_dtype(dtype))
+    table = np.arange(256, dtype=np.float32)[:, None] * scale + shift
+    values = jnp.asarray(table)[images.astype(jnp.int32), np.arange(len(scale))]
+    return values.astype(compute_dtype(dtype))
 
 
 def sample_pad_crop_flip(draws: jax.Array, pad: int, flip: bool):
