@@ -44,16 +44,22 @@ def test_pad_crop_flip_pixels_are_torchvisions_random_crop_then_flip():
 def test_normalize_is_the_published_formula_and_padding_reads_minus_mean_over_std():
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
     images = np.random.default_rng(1).integers(0, 256, (4, 6, 5, 3), dtype=np.uint8)
-    ours = np.asarray(transforms.normalize(images, mean, std))
+    ours = np.asarray(jax.jit(transforms.normalize, static_argnums=(1, 2))(images, mean, std))
     expected = (images / 255.0 - np.asarray(mean)) / np.asarray(std)  # float64
-    # One float32 multiply-add of float32-rounded constants: a few ulps of |x| <= 2.5 / 0.2.
+    # Float32 constants and two float32 roundings: a few ulps of |x| <= 2.5 / 0.2.
     np.testing.assert_allclose(ours, expected, rtol=0, atol=8 * np.finfo(np.float32).eps * 12.5)
+    # A promise, on every backend: the unfused float32 multiply, then add.
+    scale, shift = transforms.normalization(mean, std)
+    np.testing.assert_array_equal(ours, images.astype(np.float32) * scale + shift)
     zeros = np.asarray(transforms.normalize(np.zeros((2, 3), np.uint8), mean, std))
     np.testing.assert_allclose(zeros, np.broadcast_to(-np.divide(mean, std), (2, 3)), rtol=1e-6)
     half = transforms.normalize(images, mean, std, "bfloat16")
     assert half.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(half, ours.astype(jnp.bfloat16))
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16"):
         transforms.normalize(images, mean, std, "float16")
+    with pytest.raises(ValueError, match="normalize needs uint8 pixels, got float32"):
+        transforms.normalize(images.astype(np.float32), mean, std)
 
 
 def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.ndarray:
