@@ -34,7 +34,7 @@ extras.require_tensorflow()
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import ml_dtypes
@@ -139,7 +139,14 @@ class TrainStream(Iterator[dict]):
       steps_per_epoch: global batches per epoch.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, num_examples: int, steps: int, finish=None):
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        num_examples: int,
+        steps: int,
+        finish: Callable[[dict], dict] | None = None,
+    ):
+        """``finish`` turns each batch of ``dataset`` into a train batch (default: as is)."""
         self.num_examples = num_examples
         self.steps_per_epoch = steps
         self._iterator = dataset.as_numpy_iterator()
@@ -216,7 +223,7 @@ def train_stream(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        finish = _augment_on_host_fn(info, dtype)
+        finish = functools.partial(_on_host_cpu, _augment_gathered, info=info, dtype=dtype)
     elif config.decode_once:
         batches = _decoded_crop_batches(elements, split, config, info, local_batch, out_dtype)
     else:
@@ -258,32 +265,26 @@ def _gather_batch_fn(split: Split, info: DatasetInfo):
     return gather_batch
 
 
-def _host_cpu() -> jax.Device:
-    return jax.local_devices(backend="cpu")[0]
+def _on_host_cpu(fn, batch: dict, **static) -> dict:
+    """``fn(batch, **static)`` jitted on the host CPU whatever the default backend: NumPy in,
+    NumPy out."""
+    cpu = jax.local_devices(backend="cpu")[0]
+    return jax.device_get(fn(jax.device_put(batch, cpu), **static))
 
 
-# Module-level, so that every stream of the same dataset and dtype shares one compilation.
-_train_batch_on_host = jax.jit(transforms.train_batch, static_argnames=("info", "dtype"))
-
-
-def _augment_on_host_fn(info: DatasetInfo, dtype: str):
-    """Gathered host batch -> train batch: ``transforms.train_batch``, jitted on the host CPU
-    (whatever the default backend), so the host stream's pixels are the on-device path's."""
-
-    def augment_batch(gathered: dict) -> dict:
-        gathered = jax.device_put(gathered, _host_cpu())
-        batch = _train_batch_on_host(
-            gathered["source"],
-            gathered["label"],
-            gathered["draws"],
-            affine=gathered.get("affine"),
-            strong_draws=gathered.get("strong_draws"),
-            info=info,
-            dtype=dtype,
-        )
-        return jax.device_get(batch)
-
-    return augment_batch
+# Module-level jitted functions: every stream of a dataset and dtype shares one compilation.
+@functools.partial(jax.jit, static_argnames=("info", "dtype"))
+def _augment_gathered(gathered: dict, *, info: DatasetInfo, dtype: str) -> dict:
+    """``transforms.train_batch`` of a batch from ``_gather_batch_fn``."""
+    return transforms.train_batch(
+        gathered["source"],
+        gathered["label"],
+        gathered["draws"],
+        affine=gathered.get("affine"),
+        strong_draws=gathered.get("strong_draws"),
+        info=info,
+        dtype=dtype,
+    )
 
 
 def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
@@ -400,11 +401,7 @@ class EvalStream:
             )
             gathered = batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
             return (
-                jax.device_get(
-                    _normalize_eval_batch(
-                        jax.device_put(batch, _host_cpu()), info=self._info, dtype=self._dtype
-                    )
-                )
+                _on_host_cpu(_normalize_eval_batch, batch, info=self._info, dtype=self._dtype)
                 for batch in gathered
             )
         else:
