@@ -219,9 +219,10 @@ def batches_match_cpu(dataset: str, num_examples: int = 256, batch: int = 64):
     """(ok, message): the on-device batches (``device_input.batch_at``) of the default device
     equal the CPU's for the same arrays and plan, in float32 and bfloat16.
 
-    The CPU's are the TensorFlow pipeline's batches (``tests/test_device_input.py``), so this
-    carries that check to a machine without TensorFlow. Tolerance: one float32 rounding of the
-    normalising multiply-add (fused or not), then one bfloat16 rounding step.
+    The CPU's are the host stream's batches (``tests/test_device_input.py``: it runs the same
+    ``transforms`` on the CPU), so this carries that check to a machine without TensorFlow.
+    Tolerance: one float32 rounding of the normalising multiply-add (fused or not), then one
+    bfloat16 rounding step.
     """
     import jax
     import numpy as np

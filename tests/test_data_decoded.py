@@ -231,13 +231,15 @@ def test_benchmark_help_and_quick_run():
     shown = subprocess.run([*script, "--help"], capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and "--quick" in shown.stdout
     quick = subprocess.run(
-        [*script, "--quick", "--datasets", "stanford40"],
+        [*script, "--quick", "--datasets", "digits", "stanford40"],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
     )
     assert quick.returncode == 0, quick.stderr[-2000:]
+    digits_row = next(r for r in quick.stdout.splitlines() if r.startswith("| digits | 8x8x1 |"))
+    assert all(float(v.replace(",", "")) > 0 for v in digits_row.split("|")[3:-1])
     assert "| stanford40 | 400x300 | decoded once |" in quick.stdout
     assert "| stanford40 | | ratio |" in quick.stdout
     assert math.isfinite(float(quick.stdout.strip().splitlines()[-1].split("|")[-2]))

@@ -9,11 +9,12 @@ The randomness is the TF pipeline's own (``figkd_jax.data.pipeline``): once per 
 computes the epoch's *plan*, the example order ``epoch_order(seed, epoch)`` and the rows of
 ``epoch_draws(seed, epoch)`` of those examples, a few hundred kilobytes, and uploads it (for a
 rotating dataset also the rotations' fixed-point coefficients, which need float64 to equal
-PIL's: ``figkd_jax.data.rotation``). A
-batch of this path is therefore the TF pipeline's batch of the same step (same examples,
-same crops and flips, same normalisation), so a run can switch between the two paths, resume
-across them, and keep its results. Replicating the split rather than sharding it keeps every
-gather local: each device gathers and augments only its own shard of the global batch.
+PIL's: ``figkd_jax.data.rotation``). The pixels are then those of ``figkd_jax.data.transforms``,
+the one implementation that the host stream also runs, so a batch of this path is the host
+stream's batch of the same step (same examples, same crops and flips, same normalisation): a
+run can switch between the two paths, resume across them, and keep its results. Replicating
+the split rather than sharding it keeps every gather local: each device gathers and augments
+only its own shard of the global batch.
 
 Typical use, inside a trainer::
 
@@ -41,90 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Sharding
 
-from figkd_jax.data import randaugment, rotation
-from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
-from figkd_jax.models import compute_dtype
-
-
-def _on_device_spec(info: DatasetInfo) -> PadCropFlip | RotateFlip:
-    if not isinstance(info.augment, (PadCropFlip, RotateFlip)):
-        raise ValueError(
-            f"on-device input needs a fixed-resolution dataset (digits, cifar100, tiny_imagenet), "
-            f"not {info.name}: its images have different sizes"
-        )
-    return info.augment
-
-
-# --------------------------------------------------------------------------
-# Pure transforms: the JAX twins of figkd_jax.data.augment's TF functions.
-
-
-def sample_pad_crop_flip(draws: jax.Array, pad: int, flip: bool):
-    """Draws float32 [B, 3] in [0, 1) -> row offsets [B] int32, column offsets [B] int32, flips [B].
-
-    Offsets are uniform in [0, 2 * pad], flips are ``draw < 0.5`` when ``flip`` (else all
-    False): the same arithmetic as ``augment.sample_pad_crop_flip``, so equal draws give equal
-    parameters.
-    """
-    offsets = jnp.floor(draws[:, :2] * jnp.float32(2 * pad + 1)).astype(jnp.int32)
-    offsets = jnp.minimum(offsets, 2 * pad)
-    flips = (draws[:, 2] < 0.5) & flip
-    return offsets[:, 0], offsets[:, 1], flips
-
-
-def pad_crop_flip(
-    images: jax.Array, rows: jax.Array, cols: jax.Array, flips: jax.Array, pad: int
-) -> jax.Array:
-    """Zero-pad by ``pad``, crop at (rows[b], cols[b]), mirror where flips[b].
-
-    images [B, H, W, C] (uint8) -> [B, H, W, C], same dtype; padding is in pixel space, before
-    normalisation, as ``augment.pad_crop_flip`` (torchvision's ``RandomCrop(padding=pad)``).
-    """
-    _, height, width, channels = images.shape
-    padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    crop = lambda image, row, col: jax.lax.dynamic_slice(
-        image, (row, col, 0), (height, width, channels)
-    )
-    cropped = jax.vmap(crop)(padded, rows, cols)
-    return jnp.where(flips[:, None, None, None], cropped[:, :, ::-1], cropped)
-
-
-def sample_flips(draws: jax.Array, flip: bool) -> jax.Array:
-    """Draws float32 [B, 2] -> flips [B] bool, ``draws[:, 1] < 0.5`` when ``flip`` (the flip of
-    ``augment.sample_rotate_flip``; the angles come from the plan's coefficients)."""
-    return (draws[:, 1] < 0.5) & flip
-
-
-def rotate_flip(images: jax.Array, affine: jax.Array, flips: jax.Array) -> jax.Array:
-    """PIL's nearest-neighbour rotation with fixed-point coefficients affine [B, 6] int32, fill 0,
-    then a mirror where flips[b]: images [B, H, W, C] -> same shape and dtype.
-
-    The int32 arithmetic of ``augment.rotate_flip``, so equal inputs give equal pixels.
-    """
-    _, height, width, _ = images.shape
-    rows = jnp.arange(height, dtype=jnp.int32)[:, None]
-    cols = jnp.arange(width, dtype=jnp.int32)[None, :]
-
-    def one(image, a, flipped):
-        read_cols = jnp.where(flipped, width - 1 - cols, cols)
-        src_cols = jnp.right_shift(a[2] + read_cols * a[0] + rows * a[1], rotation.FIXED_POINT_BITS)
-        src_rows = jnp.right_shift(a[5] + read_cols * a[3] + rows * a[4], rotation.FIXED_POINT_BITS)
-        inside = (src_cols >= 0) & (src_cols < width) & (src_rows >= 0) & (src_rows < height)
-        pixels = image[jnp.clip(src_rows, 0, height - 1), jnp.clip(src_cols, 0, width - 1)]
-        return jnp.where(inside[..., None], pixels, jnp.zeros_like(pixels))
-
-    return jax.vmap(one)(images, affine, flips)
-
-
-def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array:
-    """Pixels in [0, 255] [..., C] -> (x / 255 - mean) / std in ``dtype``.
-
-    One float32 multiply-add with the constants of ``augment.normalize``, then the cast.
-    """
-    scale = np.float32(1 / (255 * np.asarray(std)))
-    shift = np.float32(-np.asarray(mean) / np.asarray(std))
-    return (images.astype(jnp.float32) * scale + shift).astype(compute_dtype(dtype))
-
+from figkd_jax.data import randaugment, rotation, transforms
+from figkd_jax.data.registry import DatasetInfo, RotateFlip, get_info, steps_per_epoch
 
 # --------------------------------------------------------------------------
 # Epoch plans and batches
@@ -150,12 +69,12 @@ def epoch_plan(
     """
     import tensorflow as tf
 
-    from figkd_jax.data import augment, pipeline
+    from figkd_jax.data import pipeline
 
     steps = steps_per_epoch(num_examples, global_batch_size)
     if epoch < 0:
         raise ValueError(f"epoch must be >= 0, got {epoch}")
-    num_draws = augment.PAD_CROP_FLIP_DRAWS if info is None else pipeline.draws_per_example(info)
+    num_draws = transforms.PAD_CROP_FLIP_DRAWS if info is None else pipeline.draws_per_example(info)
     epoch_tensor = tf.constant(epoch, tf.int64)
     order = pipeline.epoch_order(seed, epoch_tensor, num_examples)[: steps * global_batch_size]
     draws = pipeline.epoch_draws(seed, epoch_tensor, num_examples, num_draws)
@@ -217,38 +136,27 @@ def batch_at(
       that has "strong_draws", also that stream's "strong_image" and "strong_draws" of
       ``strong_view=True``.
     """
-    spec = _on_device_spec(info)
     steps_per_epoch = plan["index"].shape[0]
     position = jnp.asarray(step) % steps_per_epoch
-    index = jax.lax.dynamic_index_in_dim(plan["index"], position, keepdims=False)
-    draws = jax.lax.dynamic_index_in_dim(plan["draws"], position, keepdims=False)
     constrain = (
         (lambda x: jax.lax.with_sharding_constraint(x, sharding))
         if sharding is not None
         else (lambda x: x)
     )
-    index, draws = constrain(index), constrain(draws)
-    source = arrays["image"][index]
-    if isinstance(spec, RotateFlip):
-        affine = constrain(jax.lax.dynamic_index_in_dim(plan["affine"], position, keepdims=False))
-        images = rotate_flip(source, affine, sample_flips(draws, spec.flip))
-    else:
-        rows, cols, flips = sample_pad_crop_flip(draws, spec.pad, spec.flip)
-        images = pad_crop_flip(source, rows, cols, flips, spec.pad)
-    batch = {
-        "image": constrain(normalize(images, info.mean, info.std, dtype)),
-        "label": constrain(arrays["label"][index]),
+    row = {
+        k: constrain(jax.lax.dynamic_index_in_dim(v, position, keepdims=False))
+        for k, v in plan.items()
     }
-    if "strong_draws" in plan:
-        if not isinstance(spec, PadCropFlip):
-            raise ValueError(f"a strong view (MLKD) needs a pad-crop-flip dataset, not {info.name}")
-        strong_draws = constrain(
-            jax.lax.dynamic_index_in_dim(plan["strong_draws"], position, keepdims=False)
-        )
-        strong = sample_pad_crop_flip(strong_draws, spec.pad, spec.flip)
-        batch["strong_image"] = constrain(pad_crop_flip(source, *strong, spec.pad))
-        batch["strong_draws"] = strong_draws
-    return batch
+    batch = transforms.train_batch(
+        arrays["image"][row["index"]],
+        arrays["label"][row["index"]],
+        row["draws"],
+        affine=row.get("affine"),
+        strong_draws=row.get("strong_draws"),
+        info=info,
+        dtype=dtype,
+    )
+    return jax.tree.map(constrain, batch)
 
 
 def finish_strong_view(
@@ -258,7 +166,8 @@ def finish_strong_view(
     cropped and flipped) and "strong_draws": RandAugment + Cutout (``figkd_jax.data.randaugment``)
     then normalisation, in ``dtype``. Runs on the accelerator for both input paths."""
     params = randaugment.sample_rand_augment(strong_draws)
-    return normalize(randaugment.rand_augment(strong_image, params), info.mean, info.std, dtype)
+    augmented = randaugment.rand_augment(strong_image, params)
+    return transforms.normalize(augmented, info.mean, info.std, dtype)
 
 
 def _put(array: np.ndarray, sharding: Sharding) -> jax.Array:
@@ -301,7 +210,7 @@ class DeviceDataset:
 
         config = sources.resolve(data_config)
         info = get_info(config.name)
-        _on_device_spec(info)
+        transforms.fixed_resolution_spec(info)
         images, labels = sources.load_arrays(config, config.train_split)
         return cls.from_arrays(
             images,
@@ -326,7 +235,7 @@ class DeviceDataset:
         strong_view: bool = False,
     ) -> DeviceDataset:
         """A split given as host arrays: images uint8 [N, *info.image_shape], labels int32 [N]."""
-        _on_device_spec(info)
+        transforms.fixed_resolution_spec(info)
         if images.dtype != np.uint8 or images.shape[1:] != tuple(info.image_shape):
             raise ValueError(
                 f"images must be uint8 [N, {', '.join(map(str, info.image_shape))}], "

@@ -18,12 +18,14 @@ Starting at step k therefore reads no skipped data, and a resumed stream equals 
 an uninterrupted one. Process p of P yields positions [p * B/P, (p+1) * B/P) of every global
 batch B, so the global batch does not depend on the number of processes.
 
-Fixed-resolution datasets are augmented a batch at a time (vectorised gathers from the uint8
-split). The fine-grained ones are decoded once into host memory (``figkd_jax.data.decoded``):
-each example's draws give its crop's sampling grid, and a batch of crops is one compiled
-gather-and-interpolate; with ``decode_once=False`` they are decoded, cropped and resized one
-example at a time, every epoch. All run in tf.data maps with ``deterministic=True``, followed
-by prefetching. Both fine-grained paths use the same draws for the same crops and flips.
+Fixed-resolution datasets: tf.data only gathers each batch's uint8 images, labels and draws
+from the split; their augmentation and normalisation are ``figkd_jax.data.transforms``, jitted
+on the host CPU (the functions the on-device path runs inside the step). The fine-grained
+ones are decoded once into host memory (``figkd_jax.data.decoded``): each example's draws
+give its crop's sampling grid, and a batch of crops is one compiled gather-and-interpolate;
+with ``decode_once=False`` they are decoded, cropped and resized one example at a time, every
+epoch. All tf.data maps run with ``deterministic=True``, followed by prefetching. Both
+fine-grained paths use the same draws for the same crops and flips.
 
 ImageNet (``imagenet2012``), too large for host memory, is streamed from its records instead,
 each process reading its own files (``figkd_jax.data.imagenet``).
@@ -34,13 +36,15 @@ from figkd_jax import extras
 extras.require_tensorflow()
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
+import jax
 import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
-from figkd_jax.data import augment, decoded, randaugment, rotation
+from figkd_jax.data import augment, decoded, randaugment, rotation, transforms
 from figkd_jax.data.registry import DatasetInfo, PadCropFlip, RotateFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import Split, load_split, resolve
 
@@ -93,7 +97,7 @@ def strong_view_draws(seed: int, epoch: tf.Tensor, num_examples: int) -> tf.Tens
 def draws_per_example(info: DatasetInfo) -> int:
     """Columns of ``epoch_draws`` that the train augmentation of dataset ``info`` reads."""
     if isinstance(info.augment, PadCropFlip):
-        return augment.PAD_CROP_FLIP_DRAWS
+        return transforms.PAD_CROP_FLIP_DRAWS
     if isinstance(info.augment, RotateFlip):
         return rotation.ROTATE_FLIP_DRAWS
     return augment.RESIZED_CROP_FLIP_DRAWS
@@ -138,13 +142,21 @@ class TrainStream(Iterator[dict]):
       steps_per_epoch: global batches per epoch.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, num_examples: int, steps: int):
+    def __init__(
+        self,
+        dataset: tf.data.Dataset,
+        num_examples: int,
+        steps: int,
+        finish: Callable[[dict], dict] | None = None,
+    ):
+        """``finish`` turns each batch of ``dataset`` into a train batch (default: as is)."""
         self.num_examples = num_examples
         self.steps_per_epoch = steps
         self._iterator = dataset.as_numpy_iterator()
+        self._finish = finish or (lambda batch: batch)
 
     def __next__(self) -> dict:
-        return next(self._iterator)
+        return self._finish(next(self._iterator))
 
 
 def train_stream(
@@ -220,17 +232,14 @@ def train_stream(
         return tf.data.Dataset.from_tensor_slices(elements)
 
     elements = tf.data.Dataset.counter(start_epoch, dtype=tf.int64).flat_map(epoch_elements)
+    finish = None
     if info.fixed_resolution:
-        augment_batch = (
-            _rotate_flip_batch_fn(split, info, out_dtype)
-            if isinstance(info.augment, RotateFlip)
-            else _pad_crop_flip_batch_fn(split, info, out_dtype)
-        )
         batches = elements.batch(local_batch, drop_remainder=True).map(
-            augment_batch,
+            _gather_batch_fn(split, info),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+        finish = functools.partial(_on_host_cpu, _augment_gathered, info=info, dtype=dtype)
     elif config.decode_once:
         batches = _decoded_crop_batches(elements, split, config, info, local_batch, out_dtype)
     else:
@@ -239,45 +248,59 @@ def train_stream(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         ).batch(local_batch, drop_remainder=True)
-    return TrainStream(batches.prefetch(tf.data.AUTOTUNE), num_examples, steps)
+    return TrainStream(batches.prefetch(tf.data.AUTOTUNE), num_examples, steps, finish)
 
 
-def _pad_crop_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
-    images, labels = tf.constant(split.images), tf.constant(split.labels)
-    spec = info.augment
-
-    def augment_batch(elements):
-        rows, cols, flips = augment.sample_pad_crop_flip(elements["draws"], spec.pad, spec.flip)
-        source = tf.gather(images, elements["index"])
-        batch = augment.pad_crop_flip(source, rows, cols, flips, spec.pad)
-        out = {
-            "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
-            "label": tf.gather(labels, elements["index"]),
-        }
-        if "strong_draws" in elements:
-            strong = augment.sample_pad_crop_flip(elements["strong_draws"], spec.pad, spec.flip)
-            out["strong_image"] = augment.pad_crop_flip(source, *strong, spec.pad)
-            out["strong_draws"] = elements["strong_draws"]
-        return out
-
-    return augment_batch
-
-
-def _rotate_flip_batch_fn(split: Split, info: DatasetInfo, out_dtype):
+def _gather_batch_fn(split: Split, info: DatasetInfo):
+    """A batch of elements -> its uint8 images ("source"), labels and draws; for a rotating
+    dataset also the rotations' fixed-point coefficients ("affine"), computed in float64 on
+    the host as PIL does (``rotation``), in tf.data's threads."""
     images, labels = tf.constant(split.images), tf.constant(split.labels)
     spec, (height, width, _) = info.augment, info.image_shape
 
-    def augment_batch(elements):
-        affine, flips = augment.sample_rotate_flip(
-            elements["draws"], spec.degrees, spec.flip, height, width
-        )
-        batch = augment.rotate_flip(tf.gather(images, elements["index"]), affine, flips)
-        return {
-            "image": tf.cast(augment.normalize(batch, info.mean, info.std), out_dtype),
+    def gather_batch(elements):
+        out = {
+            "source": tf.gather(images, elements["index"]),
             "label": tf.gather(labels, elements["index"]),
+            "draws": elements["draws"],
         }
+        if isinstance(spec, RotateFlip):
+            out["affine"] = tf.numpy_function(
+                lambda angle_draws: rotation.affine_from_draws(
+                    angle_draws, spec.degrees, height, width
+                ),
+                [elements["draws"][:, 0]],
+                tf.int32,
+                stateful=False,
+            )
+            out["affine"].set_shape([elements["draws"].shape[0], 6])
+        if "strong_draws" in elements:
+            out["strong_draws"] = elements["strong_draws"]
+        return out
 
-    return augment_batch
+    return gather_batch
+
+
+def _on_host_cpu(fn, batch: dict, **static) -> dict:
+    """``fn(batch, **static)`` jitted on the host CPU whatever the default backend: NumPy in,
+    NumPy out."""
+    cpu = jax.local_devices(backend="cpu")[0]
+    return jax.device_get(fn(jax.device_put(batch, cpu), **static))
+
+
+# Module-level jitted functions: every stream of a dataset and dtype shares one compilation.
+@functools.partial(jax.jit, static_argnames=("info", "dtype"))
+def _augment_gathered(gathered: dict, *, info: DatasetInfo, dtype: str) -> dict:
+    """``transforms.train_batch`` of a batch from ``_gather_batch_fn``."""
+    return transforms.train_batch(
+        gathered["source"],
+        gathered["label"],
+        gathered["draws"],
+        affine=gathered.get("affine"),
+        strong_draws=gathered.get("strong_draws"),
+        info=info,
+        dtype=dtype,
+    )
 
 
 def _resized_crop_example_fn(split: Split, info: DatasetInfo, out_dtype):
@@ -310,8 +333,7 @@ def _decoded_crop_batches(
     """
     split = decoded.decoded_train_split(loaded, config.cache_size)
     spec = info.augment
-    scale = tf.constant(1 / (255 * np.asarray(info.std)), tf.float32)  # augment.normalize's
-    shift = tf.constant(-np.asarray(info.mean) / np.asarray(info.std), tf.float32)
+    scale, shift = transforms.normalization(info.mean, info.std)
 
     def grid(element):
         size = tf.gather(split.sizes, element["index"])
@@ -329,6 +351,14 @@ def _decoded_crop_batches(
         .batch(local_batch, drop_remainder=True)
         .map(crop_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     )
+
+
+@functools.partial(jax.jit, static_argnames=("info", "dtype"))
+def _normalize_eval_batch(batch: dict, *, info: DatasetInfo, dtype: str) -> dict:
+    """A gathered eval batch with its uint8 images normalised (``transforms.normalize``) and
+    its padding's images 0."""
+    image = transforms.normalize(batch["image"], info.mean, info.std, dtype)
+    return {**batch, "image": jax.numpy.where(batch["mask"][:, None, None, None], image, 0)}
 
 
 class EvalStream:
@@ -357,6 +387,7 @@ class EvalStream:
             else tf.constant(split.images)
         )
         self._labels = tf.constant(split.labels)
+        self._dtype = dtype
         self.num_examples = len(split.labels)
         self._global_batch = global_batch_size
         self._first_position = process_index * self._local_batch
@@ -382,7 +413,12 @@ class EvalStream:
             )
         elif self._info.fixed_resolution:
             batches = elements.batch(self._local_batch).map(
-                self._normalize_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                self._gather_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+            gathered = batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+            return (
+                _on_host_cpu(_normalize_eval_batch, batch, info=self._info, dtype=self._dtype)
+                for batch in gathered
             )
         else:
             batches = elements.map(
@@ -390,9 +426,13 @@ class EvalStream:
             ).batch(self._local_batch)
         return batches.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
 
-    def _normalize_batch(self, elements):
-        images = tf.gather(self._images, elements["index"])
-        return self._finish(images, elements["index"], elements["mask"])
+    def _gather_batch(self, elements):
+        mask = elements["mask"]
+        return {
+            "image": tf.gather(self._images, elements["index"]),
+            "label": tf.where(mask, tf.gather(self._labels, elements["index"]), 0),
+            "mask": mask,
+        }
 
     def _decoded_batch(self, elements):
         info = self._info
@@ -400,8 +440,7 @@ class EvalStream:
             self._images,
             elements["index"],
             elements["mask"],
-            tf.constant(1 / (255 * np.asarray(info.std)), tf.float32),  # augment.normalize's
-            tf.constant(-np.asarray(info.mean) / np.asarray(info.std), tf.float32),
+            *transforms.normalization(info.mean, info.std),
             self._out_dtype,
         )
         label = tf.where(elements["mask"], tf.gather(self._labels, elements["index"]), 0)

@@ -1,7 +1,7 @@
 """What each benchmark dataset is: sizes, normalisation, augmentation, and where it comes from.
 
-Plain frozen dataclasses: the trainer and an on-device augmentation path can apply the same
-parameters as the TF input pipeline (``figkd_jax.data.augment`` documents their semantics).
+Plain frozen dataclasses: ``figkd_jax.data.transforms`` (fixed-resolution datasets, in JAX)
+and ``figkd_jax.data.augment`` (fine-grained crops, in TensorFlow) apply the parameters.
 """
 
 import dataclasses

@@ -15,10 +15,10 @@ of every nearest-neighbour affine transform of an 8-bit image whose coordinates 
 and is 0 (the fill) where that pixel lies outside the image.
 
 ``fixed_point_affine`` computes ``a0 ... a5`` with PIL's own float64 operations, in Python on the
-host; the TF pipeline (``augment.rotate_flip``) and the on-device path
-(``device_input.rotate_flip``) apply them in int32. Both therefore produce PIL's pixels exactly
-and agree with each other bit for bit, which float32 arithmetic on an accelerator could not
-promise (a coefficient near a rounding boundary of the fixed point would move a pixel).
+host; ``transforms.rotate_flip`` applies them in int32, on the host CPU or the accelerator. It
+therefore produces PIL's pixels exactly on every backend, which float32 arithmetic on an
+accelerator could not promise (a coefficient near a rounding boundary of the fixed point would
+move a pixel).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def fixed_point_affine(angles_deg, height: int, width: int) -> np.ndarray:
     """Angles in degrees (counter-clockwise), any shape [...] -> int32 [..., 6]: ``a0 ... a5``.
 
     ``PIL.Image.rotate(angle, NEAREST)`` of a ``height`` x ``width`` image is the output of
-    ``augment.rotate_flip`` / ``device_input.rotate_flip`` with these coefficients (no flip).
+    ``transforms.rotate_flip`` with these coefficients (no flip).
     Angles whose rotation PIL special-cases (multiples of 90 degrees) give the same pixels.
     """
     values = np.asarray(angles_deg, np.float64)

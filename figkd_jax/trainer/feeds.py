@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from figkd_jax import data
-from figkd_jax.data import device_input
+from figkd_jax.data import device_input, transforms
 from figkd_jax.trainer import methods
 from figkd_jax.trainer.run_setup import Run
 from figkd_jax.trainer.steps import DATA_AXIS, device_steps, eval_step
@@ -152,7 +152,7 @@ class DeviceEval:
         def sums(variables, batches, teacher_vars, model, teacher):
             def body(carry, batch):
                 batch = jax.lax.with_sharding_constraint(batch, run.batch_sharded)
-                image = device_input.normalize(batch["image"], info.mean, info.std, config.dtype)
+                image = transforms.normalize(batch["image"], info.mean, info.std, config.dtype)
                 batch = {**batch, "image": image}
                 return carry, eval_step(
                     variables, batch, teacher_vars, model=model, teacher=teacher
