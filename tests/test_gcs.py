@@ -122,7 +122,8 @@ def test_run_on_gcs_killed_and_resumed_equals_uninterrupted_run(gcs, bucket, tea
     scalars = events.read_scalars(workdir)
     assert [s for s, _ in scalars["eval/top1"]] == [21, 42]
     assert sorted(s for s, _ in scalars["train/loss"]) == sorted({*range(5, 43, 5), 21, 42})
-    assert len(events.files(workdir)) == 1
+    # Only the resumed session's objects are left.
+    assert len({name.rsplit(".", 1)[0] for name in events.files(workdir)}) == 1
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
 
 
@@ -197,8 +198,8 @@ def test_two_processes_share_a_gcs_workdir_through_preemption_and_resume(gcs, bu
     results = json.loads(storage.path(f"{workdir}/results.json").read_text())
     assert [r["epoch"] for r in results["history"]] == [1, 2]
     assert results["devices"]["processes"] == 2
-    # Only process 0 writes events: one file, each evaluation once.
-    assert len(events.files(workdir)) == 1
+    # Only process 0 writes events: one session's objects, each evaluation once.
+    assert len({name.rsplit(".", 1)[0] for name in events.files(workdir)}) == 1
     assert [s for s, _ in events.read_scalars(workdir)["eval/top1"]] == [21, 42]
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
 
@@ -341,3 +342,45 @@ def test_storage_paths_writes_and_the_workdir_check(gcs, bucket, tmp_path):
 
     workdir.check_workdir(f"{bucket}/checked")
     assert gcs.objects(BUCKET, "checked/") == []
+
+
+def test_event_uploads_are_linear_in_the_run_length(gcs, bucket, monkeypatch):
+    """Each record is uploaded once, in a new object per upload, in names that sort in
+    writing order; unforced flushes upload at most every `upload_every_s`; a resumed session
+    carries the history over and removes the earlier objects."""
+    uploaded = []
+    write_bytes = storage.write_bytes
+    monkeypatch.setattr(
+        events.storage,
+        "write_bytes",
+        lambda t, data: (uploaded.append(len(data)), write_bytes(t, data)),
+    )
+    logdir = f"{bucket}/events_linear"
+    writer = events.Writer(logdir, upload_every_s=0.0)
+    flushes = 60
+    for step in range(1, flushes + 1):
+        writer.scalar("train/loss", 1.0 / step, step)
+        writer.flush(force=False)
+    sizes = {n: len(storage.path(f"{logdir}/{n}").read_bytes()) for n in events.files(logdir)}
+    assert len(uploaded) == len(sizes) == flushes
+    # Every upload is a new object of the new records only: the bytes uploaded are the bytes
+    # stored, about one record per flush (a re-upload of the whole file would be ~30x more).
+    assert sum(uploaded) == sum(sizes.values())
+    assert max(uploaded[1:]) <= 2 * min(uploaded[1:])
+    assert [s for s, _ in events.read_scalars(logdir)["train/loss"]] == list(range(1, flushes + 1))
+
+    rare = events.Writer(f"{bucket}/events_rare", upload_every_s=3600.0)
+    uploaded.clear()
+    for step in range(1, 11):
+        rare.scalar("train/loss", 1.0, step)
+        rare.flush(force=False)
+    assert uploaded == []  # held back until the next forced flush
+    rare.flush()
+    assert len(uploaded) == 1
+    assert len(events.read_scalars(f"{bucket}/events_rare")["train/loss"]) == 10
+
+    resumed = events.Writer(logdir, resume_step=50, upload_every_s=0.0)
+    resumed.scalar("train/loss", 0.5, 51)
+    resumed.flush()
+    assert len(events.files(logdir)) == 2
+    assert [s for s, _ in events.read_scalars(logdir)["train/loss"]] == list(range(1, 52))
