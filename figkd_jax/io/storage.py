@@ -44,7 +44,7 @@ _ACCESS_HINT = (
 # (gcsfs: 6 tries with exponential back-off, about 30 s per request, a traceback logged per
 # try), which suits a transient error during training but not a mistyped bucket, missing
 # credentials or no route to Cloud Storage at start-up.
-PROBE_TIMEOUT_S = 12.0
+PROBE_TIMEOUT_S = 10.0
 
 
 class StorageError(ValueError):
@@ -97,7 +97,9 @@ def write_text(target: str | epath.Path, text: str) -> None:
     write_bytes(target, text.encode())
 
 
-def check_writable(directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S) -> str:
+def check_writable(
+    directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S, marker: str = MARKER
+) -> str:
     """Creates `directory`, writes and reads back a marker with a random token; returns it.
 
     The marker (``.write_check``) is left for `check_shared` to read; `remove_marker` removes
@@ -110,8 +112,8 @@ def check_writable(directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT
 
     def probe():
         directory.mkdir(parents=True, exist_ok=True)
-        write_bytes(directory / MARKER, token.encode())
-        return (directory / MARKER).read_text()
+        write_bytes(directory / marker, token.encode())
+        return (directory / marker).read_text()
 
     try:
         written = _within(timeout_s, probe) if is_url(directory) else probe()
@@ -158,6 +160,14 @@ def _within(timeout_s: float, function):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def probe(directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """`check_writable` under a marker of this call's own, removed afterwards: the launcher's
+    early check, safe while the other processes of a run check the shared marker."""
+    marker = f"{MARKER}.{secrets.token_hex(8)}"
+    check_writable(directory, timeout_s, marker)
+    _within(timeout_s, lambda: (path(directory) / marker).unlink(missing_ok=True))
 
 
 def read_marker(directory: str | epath.Path) -> str | None:
