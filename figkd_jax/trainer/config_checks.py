@@ -1,10 +1,11 @@
-"""The checks of a config that need neither jax nor TensorFlow: names and numeric ranges.
+"""The checks of a config that need neither TensorFlow nor jax's backend: names and ranges.
 
-The launcher runs them right after parsing the flags, before TensorFlow and jax's backend start (seconds
+The launcher runs them right after parsing the flags, before TensorFlow and jax start (seconds
 of imports and their start-up logging), so that a typo or a value out of range answers at
 once; `run_setup.build_run` runs them too, then the checks that need jax (device count,
-tracing the objective). The model and method names are listed here because their registries
-import jax; tests/test_configs.py keeps the lists equal to `models.names()` and
+tracing the objective). Only FiGKD's level imports jax (the library's `haar_max_level`), none
+starts a backend. The model and method names are listed here because their registries import
+flax and jax; tests/test_launch_start.py keeps the lists equal to `models.names()` and
 `methods.names()`.
 """
 
