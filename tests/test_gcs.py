@@ -384,3 +384,55 @@ def test_event_uploads_are_linear_in_the_run_length(gcs, bucket, monkeypatch):
     resumed.flush()
     assert len(events.files(logdir)) == 2
     assert [s for s, _ in events.read_scalars(logdir)["train/loss"]] == list(range(1, 52))
+
+
+@pytest.mark.slow
+def test_data_prepared_into_the_bucket_is_read_from_it_during_training(
+    gcs, bucket, tmp_path, monkeypatch
+):
+    """The recipe's data path: the manual archives in the bucket, `prepare` with a gs://
+    data dir (built in the local mirror, uploaded through storage), then a run whose data dir
+    is the bucket: TFDS reads a mirror copied from the bucket, not the one prepare built."""
+    from figkd_jax.data import builders, prepare, sources
+    from tests.test_data_builders import _write_tiny_imagenet
+
+    monkeypatch.setattr(builders.TinyImagenet, "EXPECTED_NUM_CLASSES", 3)  # a tiny archive
+    monkeypatch.setenv("FIGKD_DATA_CACHE", str(tmp_path / "prepare_cache"))
+    data_dir = f"{bucket}/data/tfds"
+    _write_tiny_imagenet(tmp_path / "manual")
+    storage.copy_tree(tmp_path / "manual", f"{data_dir}/downloads/manual")
+    prepare.main(["--dataset=tiny_imagenet", f"--data_dir={data_dir}"])
+    uploaded = gcs.objects(BUCKET, "data/tfds/tiny_imagenet/")
+    assert any(n.endswith("/dataset_info.json") for n in uploaded)
+    assert any(".tfrecord-" in n for n in uploaded)
+    # A second preparation finds everything in place and uploads nothing.
+    copy_tree = storage.copy_tree
+    copies = []
+    monkeypatch.setattr(
+        storage, "copy_tree", lambda *a, **k: copies.append(copy_tree(*a, **k)) or copies[-1]
+    )
+    prepare.main(["--dataset=tiny_imagenet", f"--data_dir={data_dir}"])
+    assert copies and all(c == [] for c in copies)
+
+    # Training on another machine: an empty cache, filled from the bucket.
+    cache = tmp_path / "train_cache"
+    monkeypatch.setenv("FIGKD_DATA_CACHE", str(cache))
+    sources.load_split.cache_clear()
+    sources._mirrored.cache_clear()
+    config = digits_config(
+        num_epochs=1, batch_size=2, eval_batch_size=4, log_every_steps=1, model="resnet8"
+    )
+    config.dataset.name = "tiny_imagenet"
+    config.dataset.data_dir = data_dir
+    config.optim.lr_decay_epochs = ()
+    results = train.train_and_evaluate(config, f"{bucket}/runs/tiny_imagenet")
+    sources.load_split.cache_clear()
+    sources._mirrored.cache_clear()
+    assert results["history"][-1]["step"] == 3  # 6 training images, batch 2
+    mirrored = sorted(
+        str(p.relative_to(cache / "gs" / BUCKET / "data/tfds"))
+        for p in cache.rglob("*")
+        if p.is_file()
+    )
+    assert mirrored == sorted(n.removeprefix("data/tfds/") for n in uploaded)
+    assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []

@@ -170,6 +170,47 @@ def probe(directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S) -> No
     _within(timeout_s, lambda: (path(directory) / marker).unlink(missing_ok=True))
 
 
+def copy_tree(
+    source: str | epath.Path, target: str | epath.Path, last: tuple[str, ...] = ()
+) -> list[str]:
+    """Copies every file under `source` to the same relative path under `target` where that
+    is missing or of another size; returns the relative paths copied.
+
+    Either side may be a URL. Each file is written whole (`write_bytes`; locally through a
+    temporary name of this process's own, so that processes mirroring the same tree at once
+    do not collide). Files named in `last` are copied after all others: a reader that waits
+    for them (TFDS's ``dataset_info.json``) never sees a partial tree.
+    """
+    source, target = path(source), path(target)
+    # gcsfs walks an object store without the URL's scheme ("bucket/dir"): compare without.
+    root = str(source).split("://", 1)[-1].rstrip("/")
+    relative = sorted(
+        (
+            "/".join(
+                filter(None, (str(directory).split("://", 1)[-1][len(root) :].strip("/"), name))
+            )
+            for directory, _, names in source.walk()
+            for name in names
+        ),
+        key=lambda name: (name.rsplit("/", 1)[-1] in last, name),
+    )
+    copied = []
+    for name in relative:
+        destination = target / name
+        if destination.exists() and destination.stat().length == (source / name).stat().length:
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        data = (source / name).read_bytes()
+        if is_url(destination):
+            destination.write_bytes(data)
+        else:
+            tmp = destination.with_name(f"{destination.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(destination)
+        copied.append(name)
+    return copied
+
+
 def read_marker(directory: str | epath.Path) -> str | None:
     """The token of `directory`'s marker, or None if this machine cannot see it."""
     try:
