@@ -16,6 +16,7 @@ import pytest
 from figkd_jax import models
 from figkd_jax.io import storage
 from figkd_jax.trainer import config_checks, methods
+from figkd_jax.wavelets import haar_max_level
 from tests.gcs_emulator import Emulator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,9 +59,11 @@ def _one_line(done):
     return lines[0]
 
 
-def test_the_jax_free_name_lists_equal_the_registries():
+def test_the_jax_free_lists_equal_the_registries_and_the_library():
     assert list(config_checks.MODEL_NAMES) == models.names()
     assert list(config_checks.METHOD_NAMES) == methods.names()
+    for n in range(1, 1025):
+        assert config_checks.deepest_haar_level(n) == haar_max_level(n), n
 
 
 @pytest.mark.parametrize(
@@ -83,7 +86,7 @@ def test_the_jax_free_name_lists_equal_the_registries():
         (
             ["--config.method.name=figkd", "--config.method.figkd.level=9"],
             "level=9 must be in [1, haar_max_level(10) = 3]",
-            ("tensorflow",),  # the class count's deepest level comes from the library (jax)
+            ("jax", "tensorflow"),
         ),
     ],
 )

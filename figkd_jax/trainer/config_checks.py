@@ -1,12 +1,11 @@
-"""The checks of a config that need neither TensorFlow nor jax's backend: names and ranges.
+"""The checks of a config that need neither jax nor TensorFlow: names, choices and ranges.
 
-The launcher runs them right after parsing the flags, before TensorFlow and jax start (seconds
+The launcher runs them right after parsing the flags, before jax and TensorFlow start (seconds
 of imports and their start-up logging), so that a typo or a value out of range answers at
 once; `run_setup.build_run` runs them too, then the checks that need jax (device count,
-tracing the objective). Only FiGKD's level imports jax (the library's `haar_max_level`), none
-starts a backend. The model and method names are listed here because their registries import
-flax and jax; tests/test_launch_start.py keeps the lists equal to `models.names()` and
-`methods.names()`.
+tracing the objective). The model and method names and the deepest Haar level are here
+because their registries and the library import flax and jax; tests/test_launch_start.py keeps
+them equal to `models.names()`, `methods.names()` and `wavelets.haar_max_level`.
 """
 
 from __future__ import annotations
@@ -164,13 +163,18 @@ def check(config) -> None:
         _check_figkd_level(config)
 
 
-def _check_figkd_level(config) -> None:
-    """The wavelet level against the dataset's class count (the loss's own check at trace
-    time, earlier). The one check here that imports jax (the library, not its backend)."""
-    from figkd_jax.wavelets import haar_max_level
+def deepest_haar_level(num_classes: int) -> int:
+    """`figkd_jax.wavelets.haar_max_level` (``floor(log2(n))``, PyWavelets' dwt_max_level for
+    Haar) without importing jax, which the library does; tests/test_launch_start.py checks
+    that the two agree."""
+    return num_classes.bit_length() - 1
 
+
+def _check_figkd_level(config) -> None:
+    """The wavelet level against the dataset's class count: the loss's own check at trace
+    time, made before jax starts."""
     num_classes = registry.get_info(config.dataset.name).num_classes
-    level, deepest = config.method.figkd.level, haar_max_level(num_classes)
+    level, deepest = config.method.figkd.level, deepest_haar_level(num_classes)
     if level > deepest:
         raise ConfigError(
             f"config.method.figkd.level={level} must be in [1, haar_max_level({num_classes}) = "
