@@ -42,31 +42,7 @@ _MODULE_OF = {name: module for module, names in _LIBRARY.items() for name in nam
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BANDS",
-    "DOMAINS",
-    "MLKD_TEMPERATURES",
-    "MODES",
-    "__version__",
-    "dist_loss",
-    "dist_terms",
-    "dkd_loss",
-    "dkd_terms",
-    "figkd_loss",
-    "haar_dwt",
-    "haar_highpass",
-    "haar_idwt",
-    "haar_lowpass",
-    "haar_max_level",
-    "haar_wavedec",
-    "haar_waverec",
-    "kd_loss",
-    "mlkd_batch_loss",
-    "mlkd_class_loss",
-    "mlkd_confidence_fractions",
-    "mlkd_terms",
-    "standardize_logits",
-]
+__all__ = sorted(["__version__", *_MODULE_OF])
 
 
 def __getattr__(name: str):

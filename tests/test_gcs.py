@@ -418,7 +418,6 @@ def test_data_prepared_into_the_bucket_is_read_from_it_during_training(
     cache = tmp_path / "train_cache"
     monkeypatch.setenv("FIGKD_DATA_CACHE", str(cache))
     sources.load_split.cache_clear()
-    sources._mirrored.cache_clear()
     config = digits_config(
         num_epochs=1, batch_size=2, eval_batch_size=4, log_every_steps=1, model="resnet8"
     )
@@ -427,7 +426,6 @@ def test_data_prepared_into_the_bucket_is_read_from_it_during_training(
     config.optim.lr_decay_epochs = ()
     results = train.train_and_evaluate(config, f"{bucket}/runs/tiny_imagenet")
     sources.load_split.cache_clear()
-    sources._mirrored.cache_clear()
     assert results["history"][-1]["step"] == 3  # 6 training images, batch 2
     mirrored = sorted(
         str(p.relative_to(cache / "gs" / BUCKET / "data/tfds"))

@@ -6,6 +6,7 @@ of ``jax`` and ``tensorflow`` first on the path that fail on import, so a check 
 after either import fails the test whatever the machine's speed.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 
 import pytest
 
+import figkd_jax
 from figkd_jax import models
 from figkd_jax.io import storage
 from figkd_jax.trainer import config_checks, methods
@@ -62,6 +64,8 @@ def _one_line(done):
 def test_the_jax_free_lists_equal_the_registries_and_the_library():
     assert list(config_checks.MODEL_NAMES) == models.names()
     assert list(config_checks.METHOD_NAMES) == methods.names()
+    for module, names in figkd_jax._LIBRARY.items():  # the top level's lazy names
+        assert list(names) == importlib.import_module(f"figkd_jax.{module}").__all__
     for n in range(1, 1025):
         assert config_checks.deepest_haar_level(n) == haar_max_level(n), n
 

@@ -126,9 +126,8 @@ def dataset_folder(builder: tfds.core.DatasetBuilder) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _mirrored(name: str, data_dir: str, folder: str) -> tfds.core.DatasetBuilder:
-    """A builder of the local mirror of `data_dir`/`folder`, brought up to date first."""
-    local = mirror_dir(data_dir)
+def _mirrored(name: str, data_dir: str, folder: str, local: str) -> tfds.core.DatasetBuilder:
+    """A builder of `local`, the mirror of `data_dir`/`folder`, brought up to date first."""
     storage.copy_tree(f"{data_dir}/{folder}", f"{local}/{folder}", last=("dataset_info.json",))
     return tfds.builder(name, data_dir=local)
 
@@ -139,7 +138,8 @@ def _builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         return builder
     if not builder.is_prepared():  # the message names the bucket
         return builder
-    return _mirrored(config.name, config.data_dir, dataset_folder(builder))
+    folder = dataset_folder(builder)
+    return _mirrored(config.name, config.data_dir, folder, mirror_dir(config.data_dir))
 
 
 def _not_prepared_message(config: DataConfig, builder: tfds.core.DatasetBuilder) -> str:

@@ -154,18 +154,6 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
     )
 
 
-def _positive(x):
-    return x > 0
-
-
-def _at_least_one(x):
-    return x >= 1
-
-
-def _non_negative(x):
-    return x >= 0
-
-
 def teacher_checkpoint(source: str, which: str = "last") -> tuple[epath.Path, int, dict]:
     """(checkpoint directory, step, meta) of a teacher run's workdir or a checkpoint directory.
 
