@@ -51,12 +51,14 @@ def _recipe_lines(accelerator: str) -> list[str]:
     return done.stdout.splitlines()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("python", LIBRARY_PYTHONS)
 @pytest.mark.parametrize("extras", [(), ("train",)])
 def test_the_library_lines_resolve(python, extras):
     _compile(python, "pyproject.toml", extras=extras)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("python", PINNED_PYTHONS)
 @pytest.mark.parametrize("accelerator", ["tpu", "cuda12", "cpu"])
 def test_the_recipe_lines_resolve(tmp_path, python, accelerator):
