@@ -90,11 +90,13 @@ def _scalar_events(logdir: str, last_step: int) -> list[tf.compat.v1.Event]:
 
 
 class Writer:
-    """Scalar summaries of a session, in one event file of `logdir` (module docstring).
+    """Scalar summaries of a session in its own event file of `logdir`, or its own objects
+    on an object store (module docstring).
 
     `resume_step`: the step the session resumed from; the events of earlier sessions up to
-    it are carried over into this session's file and their files removed. `upload_every_s`:
-    on an object store, the least time between two uploads of unforced flushes.
+    it are carried over into this session's first write and their files removed.
+    `upload_every_s`: on an object store, the least time between two uploads of unforced
+    flushes.
     """
 
     def __init__(self, logdir: str, resume_step: int = 0, upload_every_s: float = 60.0):
