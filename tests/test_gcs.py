@@ -4,10 +4,11 @@ bucket, and the one-line errors of bad storage paths.
 
 What reaches the emulator: every read and write of ours (etils epath through gcsfs) and
 orbax's checkpoints (epath for metadata, tensorstore for arrays), TensorBoard event files
-included (`figkd_jax.io.events` writes them through epath), and TFDS's metadata checks (epath).
-What cannot: TensorFlow's own filesystem (``tf.io.gfile``, used by TFDS to write and read
-records), which has no endpoint override; record writing is tested on local directories by
-tests/test_data_builders.py, and here a guard (`gcs_emulator.guard_hook`, installed in this
+included (`figkd_jax.io.events` writes them through epath), TFDS's metadata checks (epath),
+and the prepared records: `prepare` uploads them and training copies them into a local mirror
+through `storage` (`figkd_jax.data.sources.mirror_dir`). What cannot: TensorFlow's own
+filesystem (``tf.io.gfile``), which has no endpoint override; the project routes nothing on
+gs:// through it, and here a guard (`gcs_emulator.guard_hook`, installed in this
 process and in every subprocess) fails any local file operation on a path with a ``gs:``
 component, and `local_gs_paths` asserts that none was left behind.
 """
