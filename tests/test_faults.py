@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from figkd_jax.io import workdir_lock
-from figkd_jax.trainer import checkpoints, run_setup, train
+from figkd_jax.trainer import checkpoints, config_checks, run_setup, train
 from tests.helpers import error_line, launch, launch_and_wait, write_teacher
 from tests.train_worker import digits_config
 
@@ -272,7 +272,7 @@ def test_holder_whose_lock_was_taken_over_stops(tmp_path, quick_lock):
 # --------------------------------------------------------------------------
 # Config mistakes.
 
-# One bad value per field of run_setup.RANGES, and the decay epochs' rules.
+# One bad value per field of config_checks.RANGES, and the decay epochs' rules.
 OUT_OF_RANGE = {
     "num_epochs": 0,
     "eval_batch_size": 0,
@@ -317,13 +317,13 @@ OUT_OF_RANGE = {
 
 
 def test_every_ranged_field_has_a_case():
-    assert sorted(OUT_OF_RANGE) == sorted(field for field, _, _ in run_setup.RANGES)
+    assert sorted(OUT_OF_RANGE) == sorted(field for field, _, _ in config_checks.RANGES)
 
 
 @pytest.mark.parametrize("field", sorted(OUT_OF_RANGE))
 def test_out_of_range_field_is_refused_naming_field_and_range(field):
     config = digits_config(**{field: OUT_OF_RANGE[field]})
-    valid = {f: v for f, _, v in run_setup.RANGES}[field]
+    valid = {f: v for f, _, v in config_checks.RANGES}[field]
     with pytest.raises(run_setup.ConfigError) as error:
         run_setup.build_run(config)
     assert str(error.value) == f"config.{field}={OUT_OF_RANGE[field]} must be {valid}"

@@ -4,10 +4,11 @@ bucket, and the one-line errors of bad storage paths.
 
 What reaches the emulator: every read and write of ours (etils epath through gcsfs) and
 orbax's checkpoints (epath for metadata, tensorstore for arrays), TensorBoard event files
-included (`figkd_jax.io.events` writes them through epath), and TFDS's metadata checks (epath).
-What cannot: TensorFlow's own filesystem (``tf.io.gfile``, used by TFDS to write and read
-records), which has no endpoint override; record writing is tested on local directories by
-tests/test_data_builders.py, and here a guard (`gcs_emulator.guard_hook`, installed in this
+included (`figkd_jax.io.events` writes them through epath), TFDS's metadata checks (epath),
+and the prepared records: `prepare` uploads them and training copies them into a local mirror
+through `storage` (`figkd_jax.data.sources.mirror_dir`). What cannot: TensorFlow's own
+filesystem (``tf.io.gfile``), which has no endpoint override; the project routes nothing on
+gs:// through it, and here a guard (`gcs_emulator.guard_hook`, installed in this
 process and in every subprocess) fails any local file operation on a path with a ``gs:``
 component, and `local_gs_paths` asserts that none was left behind.
 """
@@ -109,7 +110,8 @@ def test_run_on_gcs_killed_and_resumed_equals_uninterrupted_run(gcs, bucket, tea
     scalars = events.read_scalars(workdir)
     assert [s for s, _ in scalars["eval/top1"]] == [21, 42]
     assert sorted(s for s, _ in scalars["train/loss"]) == sorted({*range(5, 43, 5), 21, 42})
-    assert len(events.files(workdir)) == 1
+    # Only the resumed session's objects are left.
+    assert len({name.rsplit(".", 1)[0] for name in events.files(workdir)}) == 1
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
 
 
@@ -184,8 +186,8 @@ def test_two_processes_share_a_gcs_workdir_through_preemption_and_resume(gcs, bu
     results = json.loads(storage.path(f"{workdir}/results.json").read_text())
     assert [r["epoch"] for r in results["history"]] == [1, 2]
     assert results["devices"]["processes"] == 2
-    # Only process 0 writes events: one file, each evaluation once.
-    assert len(events.files(workdir)) == 1
+    # Only process 0 writes events: one session's objects, each evaluation once.
+    assert len({name.rsplit(".", 1)[0] for name in events.files(workdir)}) == 1
     assert [s for s, _ in events.read_scalars(workdir)["eval/top1"]] == [21, 42]
     assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []
 
@@ -328,3 +330,95 @@ def test_storage_paths_writes_and_the_workdir_check(gcs, bucket, tmp_path):
 
     workdir.check_workdir(f"{bucket}/checked")
     assert gcs.objects(BUCKET, "checked/") == []
+
+
+def test_event_uploads_are_linear_in_the_run_length(gcs, bucket, monkeypatch):
+    """Each record is uploaded once, in a new object per upload, in names that sort in
+    writing order; unforced flushes upload at most every `upload_every_s`; a resumed session
+    carries the history over and removes the earlier objects."""
+    uploaded = []
+    write_bytes = storage.write_bytes
+    monkeypatch.setattr(
+        events.storage,
+        "write_bytes",
+        lambda t, data: (uploaded.append(len(data)), write_bytes(t, data)),
+    )
+    logdir = f"{bucket}/events_linear"
+    writer = events.Writer(logdir, upload_every_s=0.0)
+    flushes = 60
+    for step in range(1, flushes + 1):
+        writer.scalar("train/loss", 1.0 / step, step)
+        writer.flush(force=False)
+    sizes = {n: len(storage.path(f"{logdir}/{n}").read_bytes()) for n in events.files(logdir)}
+    assert len(uploaded) == len(sizes) == flushes
+    # Every upload is a new object of the new records only: the bytes uploaded are the bytes
+    # stored, about one record per flush (a re-upload of the whole file would be ~30x more).
+    assert sum(uploaded) == sum(sizes.values())
+    assert max(uploaded[1:]) <= 2 * min(uploaded[1:])
+    assert [s for s, _ in events.read_scalars(logdir)["train/loss"]] == list(range(1, flushes + 1))
+
+    rare = events.Writer(f"{bucket}/events_rare", upload_every_s=3600.0)
+    uploaded.clear()
+    for step in range(1, 11):
+        rare.scalar("train/loss", 1.0, step)
+        rare.flush(force=False)
+    assert uploaded == []  # held back until the next forced flush
+    rare.flush()
+    assert len(uploaded) == 1
+    assert len(events.read_scalars(f"{bucket}/events_rare")["train/loss"]) == 10
+
+    resumed = events.Writer(logdir, resume_step=50, upload_every_s=0.0)
+    resumed.scalar("train/loss", 0.5, 51)
+    resumed.flush()
+    assert len(events.files(logdir)) == 2
+    assert [s for s, _ in events.read_scalars(logdir)["train/loss"]] == list(range(1, 52))
+
+
+@pytest.mark.slow
+def test_data_prepared_into_the_bucket_is_read_from_it_during_training(
+    gcs, bucket, tmp_path, monkeypatch
+):
+    """The recipe's data path: the manual archives in the bucket, `prepare` with a gs://
+    data dir (built in the local mirror, uploaded through storage), then a run whose data dir
+    is the bucket: TFDS reads a mirror copied from the bucket, not the one prepare built."""
+    from figkd_jax.data import builders, prepare, sources
+    from tests.test_data_builders import _write_tiny_imagenet
+
+    monkeypatch.setattr(builders.TinyImagenet, "EXPECTED_NUM_CLASSES", 3)  # a tiny archive
+    monkeypatch.setenv("FIGKD_DATA_CACHE", str(tmp_path / "prepare_cache"))
+    data_dir = f"{bucket}/data/tfds"
+    _write_tiny_imagenet(tmp_path / "manual")
+    storage.copy_tree(tmp_path / "manual", f"{data_dir}/downloads/manual")
+    prepare.main(["--dataset=tiny_imagenet", f"--data_dir={data_dir}"])
+    uploaded = gcs.objects(BUCKET, "data/tfds/tiny_imagenet/")
+    assert any(n.endswith("/dataset_info.json") for n in uploaded)
+    assert any(".tfrecord-" in n for n in uploaded)
+    # A second preparation finds everything in place and uploads nothing.
+    copy_tree = storage.copy_tree
+    copies = []
+    monkeypatch.setattr(
+        storage, "copy_tree", lambda *a, **k: copies.append(copy_tree(*a, **k)) or copies[-1]
+    )
+    prepare.main(["--dataset=tiny_imagenet", f"--data_dir={data_dir}"])
+    assert copies and all(c == [] for c in copies)
+
+    # Training on another machine: an empty cache, filled from the bucket.
+    cache = tmp_path / "train_cache"
+    monkeypatch.setenv("FIGKD_DATA_CACHE", str(cache))
+    sources.load_split.cache_clear()
+    config = digits_config(
+        num_epochs=1, batch_size=2, eval_batch_size=4, log_every_steps=1, model="resnet8"
+    )
+    config.dataset.name = "tiny_imagenet"
+    config.dataset.data_dir = data_dir
+    config.optim.lr_decay_epochs = ()
+    results = train.train_and_evaluate(config, f"{bucket}/runs/tiny_imagenet")
+    sources.load_split.cache_clear()
+    assert results["history"][-1]["step"] == 3  # 6 training images, batch 2
+    mirrored = sorted(
+        str(p.relative_to(cache / "gs" / BUCKET / "data/tfds"))
+        for p in cache.rglob("*")
+        if p.is_file()
+    )
+    assert mirrored == sorted(n.removeprefix("data/tfds/") for n in uploaded)
+    assert local_gs_paths(ROOT) == [] and local_gs_paths(str(tmp_path)) == []

@@ -3,11 +3,14 @@
 TFDS catalogue datasets (cifar100, caltech_birds2011, stanford_dogs) are downloaded, which
 needs the internet; ours (tiny_imagenet, mit67, stanford40) and TFDS's imagenet2012 (the
 ILSVRC2012 train and val tars, downloaded after registering) read the archives named in
-``figkd_jax.data.registry.SOURCES`` from the manual dir. digits needs nothing. The ``tfds
+``figkd_jax.data.registry.SOURCES`` from the manual dir. digits needs nothing. A data dir on
+Cloud Storage is prepared in its local mirror (``sources.mirror_dir``) and uploaded through
+``figkd_jax.io.storage``, ``dataset_info.json`` last. The ``tfds
 build`` command line does the same for the catalogue datasets where apache_beam is installed.
 """
 
 import argparse
+import os
 
 from figkd_jax.data.registry import SOURCES, names
 
@@ -22,16 +25,34 @@ def prepare(data_config, num_shards: int | None = None) -> None:
     import tensorflow_datasets as tfds
 
     from figkd_jax.data import sources
+    from figkd_jax.io import storage
 
     config = sources.resolve(data_config)
     if SOURCES[config.name].kind == "embedded":
         return
-    builder = tfds.builder(config.name, data_dir=config.data_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=config.manual_dir, num_shards=num_shards
-        )
+    remote = config.data_dir if config.data_dir and storage.is_url(config.data_dir) else None
+    manual_dir = config.manual_dir
+    if remote:
+        # Built in the local mirror and uploaded through `storage` (sources.mirror_dir says
+        # why); the manual archives, when in the bucket too, are copied down first.
+        manual_dir = manual_dir or f"{remote}/downloads/manual"
+        if storage.is_url(manual_dir):
+            local_manual = os.path.join(sources.mirror_dir(remote), "downloads", "manual")
+            storage.copy_tree(manual_dir, local_manual)
+            manual_dir = local_manual
+    builder = tfds.builder(
+        config.name, data_dir=sources.mirror_dir(remote) if remote else config.data_dir
     )
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, num_shards=num_shards)
+    )
+    if remote:
+        folder = sources.dataset_folder(builder)
+        storage.copy_tree(
+            f"{sources.mirror_dir(remote)}/{folder}",
+            f"{remote}/{folder}",
+            last=("dataset_info.json",),
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

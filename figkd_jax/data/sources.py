@@ -4,7 +4,8 @@ The data config is any attribute object (an ``ml_collections.ConfigDict`` in the
 
 - ``name``: registry name (``names()``), required.
 - ``data_dir``: TFDS data directory; None = TFDS default (``$TFDS_DATA_DIR`` or
-  ``~/tensorflow_datasets``).
+  ``~/tensorflow_datasets``). On an object store (``gs://...``) each prepared dataset is read
+  through a local mirror (`mirror_dir`), copied through ``figkd_jax.io.storage``.
 - ``manual_dir``: where manually downloaded archives are; None = ``<data_dir>/downloads/manual``.
 - ``train_split`` / ``eval_split``: TFDS split strings (``"train[:90%]"`` works); None = the
   dataset's defaults (``get_info(name).train_split`` / ``.eval_split``).
@@ -23,6 +24,7 @@ extras.require_tensorflow()
 
 import dataclasses
 import functools
+import os
 
 import ml_collections
 import numpy as np
@@ -105,8 +107,39 @@ def resolve(data_config) -> DataConfig:
     )
 
 
+def mirror_dir(data_dir: str) -> str:
+    """The local directory that mirrors the object-store data dir `data_dir`:
+    ``$FIGKD_DATA_CACHE`` (default ``~/.cache/figkd_jax/tfds``) / scheme / bucket / path.
+
+    TFDS reads and writes records through TensorFlow's own filesystem, which cannot be pointed
+    at a storage emulator, so a suite could never run that path: the records go through
+    `storage` instead (tests/test_gcs.py runs it), and TFDS reads a local copy.
+    """
+    root = os.environ.get("FIGKD_DATA_CACHE") or os.path.expanduser("~/.cache/figkd_jax/tfds")
+    scheme, rest = str(data_dir).split("://", 1)
+    return os.path.join(root, scheme, rest.strip("/"))
+
+
+def dataset_folder(builder: tfds.core.DatasetBuilder) -> str:
+    """The prepared dataset's folder relative to its data dir (``name/[config/]version``)."""
+    return str(builder.data_dir)[len(str(builder.data_dir_root)) :].strip("/")
+
+
+@functools.lru_cache(maxsize=4)
+def _mirrored(name: str, data_dir: str, folder: str, local: str) -> tfds.core.DatasetBuilder:
+    """A builder of `local`, the mirror of `data_dir`/`folder`, brought up to date first."""
+    storage.copy_tree(f"{data_dir}/{folder}", f"{local}/{folder}", last=("dataset_info.json",))
+    return tfds.builder(name, data_dir=local)
+
+
 def _builder(config: DataConfig) -> tfds.core.DatasetBuilder:
-    return tfds.builder(config.name, data_dir=config.data_dir)
+    builder = tfds.builder(config.name, data_dir=config.data_dir)
+    if config.data_dir is None or not storage.is_url(config.data_dir):
+        return builder
+    if not builder.is_prepared():  # the message names the bucket
+        return builder
+    folder = dataset_folder(builder)
+    return _mirrored(config.name, config.data_dir, folder, mirror_dir(config.data_dir))
 
 
 def _not_prepared_message(config: DataConfig, builder: tfds.core.DatasetBuilder) -> str:

@@ -1,10 +1,15 @@
 """TensorBoard event files that stay consistent across kills, resumptions and object stores.
 
 `Writer` writes the scalars of one training session to its own event file through `storage`,
-so the logdir may be a ``gs://`` URL. Locally each flush appends. An object store cannot
-append: there each flush uploads the whole file again as one object (atomic, so a kill leaves
-the previous flush complete), extending the previous version (same prefix), which
-TensorBoard's incremental reader follows.
+so the logdir may be a ``gs://`` URL. Locally each flush appends to the session's file. An
+object store cannot append, and re-uploading the whole file at each flush would make a run's
+upload cost quadratic in its length: there a flush uploads only the records written since the
+previous upload, as a new object (atomic: a kill leaves whole objects) named after the session
+with a zero-padded part number, so that names sort in writing order, the order in which
+TensorBoard reads the event files of a directory. Each record is uploaded once. The training
+loop's frequent flushes (`flush(force=False)`) upload at most every `upload_every_s` seconds,
+which bounds the number of objects; a forced flush (an evaluation, the end, a preemption)
+always uploads.
 
 A run killed after its last checkpoint has already logged some steps that the resumed run
 will log again. On resumption the new `Writer` starts from the events of the existing files
@@ -85,21 +90,26 @@ def _scalar_events(logdir: str, last_step: int) -> list[tf.compat.v1.Event]:
 
 
 class Writer:
-    """Scalar summaries of a session, in one event file of `logdir` (module docstring).
+    """Scalar summaries of a session in its own event file of `logdir`, or its own objects
+    on an object store (module docstring).
 
     `resume_step`: the step the session resumed from; the events of earlier sessions up to
-    it are carried over into this session's file and their files removed.
+    it are carried over into this session's first write and their files removed.
+    `upload_every_s`: on an object store, the least time between two uploads of unforced
+    flushes.
     """
 
-    def __init__(self, logdir: str, resume_step: int = 0):
+    def __init__(self, logdir: str, resume_step: int = 0, upload_every_s: float = 60.0):
         self._logdir = storage.path(logdir)
+        self._upload_every_s = upload_every_s
         previous = files(logdir)
         carried = _scalar_events(logdir, resume_step)
-        name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
-        self.path = self._logdir / name
+        self._name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}"
+        self._parts = 0  # objects uploaded (object stores)
+        self._last_upload = time.monotonic()
         header = tf.compat.v1.Event(wall_time=time.time(), file_version=_FILE_VERSION)
         self._records = [header.SerializeToString()] + [e.SerializeToString() for e in carried]
-        self._flushed = 0  # how many of `_records` the file holds
+        self._flushed = 0  # how many of `_records` are written
         if previous:
             self.flush()
             for old in previous:
@@ -110,12 +120,21 @@ class Writer:
         event.summary.value.add(tag=tag, simple_value=float(value))
         self._records.append(event.SerializeToString())
 
-    def flush(self) -> None:
-        if storage.is_url(self.path):
-            storage.write_bytes(self.path, _encode(self._records))
+    def flush(self, force: bool = True) -> None:
+        """Writes the records logged since the last write; unforced on an object store, only
+        if `upload_every_s` has passed since the last upload."""
+        new = self._records[self._flushed :]
+        if not new:
+            return
+        if not storage.is_url(self._logdir):
+            with (self._logdir / self._name).open("ab") as f:
+                f.write(_encode(new))
+        elif force or time.monotonic() - self._last_upload >= self._upload_every_s:
+            storage.write_bytes(self._logdir / f"{self._name}.{self._parts:06d}", _encode(new))
+            self._parts += 1
+            self._last_upload = time.monotonic()
         else:
-            with self.path.open("ab") as f:
-                f.write(_encode(self._records[self._flushed :]))
+            return
         self._flushed = len(self._records)
 
 

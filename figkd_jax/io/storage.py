@@ -14,9 +14,11 @@ uploads the final object directly, and a reader never sees half a file on either
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
+import threading
 
 # epath reaches gs:// through TensorFlow's filesystem when TensorFlow is installed, else through
 # gcsfs. gcsfs it is, always: the same layer the emulator tests exercise (TensorFlow's cannot be
@@ -36,6 +38,13 @@ _ACCESS_HINT = (
     "(`gcloud auth application-default login`, or a VM service account with the "
     "Storage Object Admin role)"
 )
+
+
+# The start-up probe's deadline. The storage clients retry a failing request for a long time
+# (gcsfs: 6 tries with exponential back-off, about 30 s per request, a traceback logged per
+# try), which suits a transient error during training but not a mistyped bucket, missing
+# credentials or no route to Cloud Storage at start-up.
+PROBE_TIMEOUT_S = 10.0
 
 
 class StorageError(ValueError):
@@ -88,19 +97,31 @@ def write_text(target: str | epath.Path, text: str) -> None:
     write_bytes(target, text.encode())
 
 
-def check_writable(directory: str | epath.Path) -> str:
+def check_writable(
+    directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S, marker: str = MARKER
+) -> str:
     """Creates `directory`, writes and reads back a marker with a random token; returns it.
 
     The marker (``.write_check``) is left for `check_shared` to read; `remove_marker` removes
     it. Raises StorageError with one line naming the directory and what to do when it cannot
-    be created or written (missing bucket, no credentials, no permission, unreachable).
+    be created or written (missing bucket, no credentials, no permission, unreachable), within
+    `timeout_s` seconds for a URL (see `PROBE_TIMEOUT_S`).
     """
     directory = path(directory)
     token = secrets.token_hex(16)
-    try:
+
+    def probe():
         directory.mkdir(parents=True, exist_ok=True)
-        write_bytes(directory / MARKER, token.encode())
-        written = (directory / MARKER).read_text()
+        write_bytes(directory / marker, token.encode())
+        return (directory / marker).read_text()
+
+    try:
+        written = _within(timeout_s, probe) if is_url(directory) else probe()
+    except TimeoutError:
+        raise StorageError(
+            f"cannot reach {directory}: no answer from the storage service within {timeout_s:g} "
+            f"s (no network route to it, or refused credentials being retried): {_ACCESS_HINT}"
+        ) from None
     except Exception as e:  # each backend fails its own way (OSError, HttpError, auth errors)
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         hint = _ACCESS_HINT if is_url(directory) else "choose a directory you can write to"
@@ -108,6 +129,86 @@ def check_writable(directory: str | epath.Path) -> str:
     if written != token:
         raise StorageError(f"{directory} did not read back what was written to it")
     return token
+
+
+def _within(timeout_s: float, function):
+    """`function()`, or TimeoutError after `timeout_s` seconds.
+
+    The call goes on in a daemon thread after a timeout (no client can be interrupted
+    mid-request); the storage clients' loggers are silenced for the call so that their
+    retries print no tracebacks, and stay silenced after a timeout, which ends the launch.
+    """
+    loggers = [logging.getLogger(name) for name in ("gcsfs", "fsspec", "google.auth")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    outcome: dict = {}
+
+    def call():
+        try:
+            outcome["value"] = function()
+        except BaseException as e:  # handed to the caller
+            outcome["error"] = e
+
+    thread = threading.Thread(target=call, daemon=True, name="storage-probe")
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def probe(directory: str | epath.Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """`check_writable` under a marker of this call's own, removed afterwards: the launcher's
+    early check, safe while the other processes of a run check the shared marker."""
+    marker = f"{MARKER}.{secrets.token_hex(8)}"
+    check_writable(directory, timeout_s, marker)
+    _within(timeout_s, lambda: (path(directory) / marker).unlink(missing_ok=True))
+
+
+def copy_tree(
+    source: str | epath.Path, target: str | epath.Path, last: tuple[str, ...] = ()
+) -> list[str]:
+    """Copies every file under `source` to the same relative path under `target` where that
+    is missing or of another size; returns the relative paths copied.
+
+    Either side may be a URL. Each file is written whole (`write_bytes`; locally through a
+    temporary name of this process's own, so that processes mirroring the same tree at once
+    do not collide). Files named in `last` are copied after all others: a reader that waits
+    for them (TFDS's ``dataset_info.json``) never sees a partial tree.
+    """
+    source, target = path(source), path(target)
+    # gcsfs walks an object store without the URL's scheme ("bucket/dir"): compare without.
+    root = str(source).split("://", 1)[-1].rstrip("/")
+    relative = sorted(
+        (
+            "/".join(
+                filter(None, (str(directory).split("://", 1)[-1][len(root) :].strip("/"), name))
+            )
+            for directory, _, names in source.walk()
+            for name in names
+        ),
+        key=lambda name: (name.rsplit("/", 1)[-1] in last, name),
+    )
+    copied = []
+    for name in relative:
+        destination = target / name
+        if destination.exists() and destination.stat().length == (source / name).stat().length:
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        data = (source / name).read_bytes()
+        if is_url(destination):
+            destination.write_bytes(data)
+        else:
+            tmp = destination.with_name(f"{destination.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(destination)
+        copied.append(name)
+    return copied
 
 
 def read_marker(directory: str | epath.Path) -> str | None:

@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 
 from figkd_jax import data, models
 from figkd_jax.io import storage
-from figkd_jax.trainer import checkpoints, methods
+from figkd_jax.trainer import checkpoints, config_checks, methods
 from figkd_jax.trainer import class_order as class_order_lib
 from figkd_jax.trainer.errors import ConfigError
 from figkd_jax.trainer.steps import DATA_AXIS, TrainState, learning_rate_schedule, make_optimizer
@@ -103,19 +103,11 @@ def build_run(config, info: data.DatasetInfo | None = None) -> Run:
 def check_config(config, info: data.DatasetInfo | None = None) -> data.DatasetInfo:
     """Raises ConfigError naming the first mistake of `config` that shows without reading
     data or checkpoints; returns the dataset's info (`info`, or the registry's)."""
-    try:
-        info = info or data.get_info(config.dataset.name)
-    except ValueError as e:
-        raise ConfigError(f"config.dataset.name: {e}") from None
-    try:
-        method = methods.get(config.method.name)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    _check_architectures(config, method)
-    check_ranges(config)
+    config_checks.check(config)
+    info = info or data.get_info(config.dataset.name)
+    method = methods.get(config.method.name)
+    _check_teacher(config, method)
     _check_input(config, info, method)
-    _check_choice(config, "on_changed_config", ("refuse", "continue", "overwrite"))
-    _check_choice(config, "dtype", ("float32", "bfloat16"))
     if config.method.name == "figkd":
         try:
             class_order_lib.check(config.method.figkd.class_order, info.name, info.num_classes)
@@ -132,20 +124,9 @@ def check_config(config, info: data.DatasetInfo | None = None) -> data.DatasetIn
     return info
 
 
-def _check_choice(config, field: str, valid: tuple[str, ...]) -> None:
-    value = config
-    for key in field.split("."):
-        value = value[key]
-    if value not in valid:
-        raise ConfigError(f"config.{field}={value!r}; valid: {', '.join(map(repr, valid))}")
-
-
-def _check_architectures(config, method: methods.Method) -> None:
-    """The student's and (for a distilling method) the teacher's architecture and source."""
-    if config.model not in models.names():
-        raise ConfigError(
-            f"config.model={config.model!r} is unknown; valid models: {models.names()}"
-        )
+def _check_teacher(config, method: methods.Method) -> None:
+    """A distilling method's teacher: its architecture and exactly one source (names and
+    choices are `config_checks`')."""
     if not method.needs_teacher:
         return
     if not config.teacher.model:
@@ -153,22 +134,15 @@ def _check_architectures(config, method: methods.Method) -> None:
             f"method {config.method.name!r} distils from a teacher: set config.teacher.model "
             "and config.teacher.workdir (or config.teacher.checkpoint)"
         )
-    if config.teacher.model not in models.names():
-        raise ConfigError(
-            f"config.teacher.model={config.teacher.model!r} is unknown; "
-            f"valid models: {models.names()}"
-        )
     if bool(config.teacher.workdir) == bool(config.teacher.checkpoint):
         raise ConfigError(
             "set exactly one of config.teacher.workdir (a teacher run) and "
             "config.teacher.checkpoint (a converted or exported checkpoint)"
         )
-    _check_choice(config, "teacher.which", ("last", "best"))
 
 
 def _check_input(config, info: data.DatasetInfo, method: methods.Method) -> None:
     """Where the input lives and what the method asks of the dataset's augmentation."""
-    _check_choice(config, "input_on_device", ("auto", "device", "host"))
     if config.input_on_device == "device" and not info.fixed_resolution:
         raise ConfigError(
             f"config.input_on_device='device' needs a fixed-resolution dataset "
@@ -203,87 +177,6 @@ def _check_objective_traces(config, info: data.DatasetInfo, method: methods.Meth
         )
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config.method: {e}") from None
-
-
-def _positive(x):
-    return x > 0
-
-
-def _at_least_one(x):
-    return x >= 1
-
-
-def _non_negative(x):
-    return x >= 0
-
-
-# (field, test, valid range) of every numeric field whose valid range is known;
-# each test is written so that NaN fails it. Batch sizes are checked against
-# the device count in build_run, lr_decay_epochs against num_epochs below.
-RANGES = (
-    ("num_epochs", _at_least_one, ">= 1"),
-    ("eval_batch_size", _at_least_one, ">= 1"),
-    ("batch_size", _at_least_one, ">= 1"),
-    ("steps_per_dispatch", _at_least_one, ">= 1"),
-    ("log_every_steps", _at_least_one, ">= 1"),
-    ("checkpoints_to_keep", _at_least_one, ">= 1"),
-    ("max_consecutive_nonfinite_steps", _at_least_one, ">= 1"),
-    ("max_steps", lambda x: x is None or x >= 1, "None or >= 1"),
-    ("optim.learning_rate", _positive, "> 0"),
-    ("optim.momentum", lambda x: 0 <= x < 1, "in [0, 1)"),
-    ("optim.weight_decay", _non_negative, ">= 0"),
-    ("optim.lr_decay_rate", lambda x: 0 < x <= 1, "in (0, 1]"),
-    ("method.temperature", _positive, "> 0"),
-    ("method.ce.ce_weight", _non_negative, ">= 0"),
-    ("method.kd.ce_weight", _non_negative, ">= 0"),
-    ("method.kd.kd_weight", _non_negative, ">= 0"),
-    ("method.dkd.ce_weight", _non_negative, ">= 0"),
-    ("method.dkd.alpha", _non_negative, ">= 0"),
-    ("method.dkd.beta", _non_negative, ">= 0"),
-    ("method.dkd.warmup_epochs", _non_negative, ">= 0"),
-    ("method.figkd.ce_weight", _non_negative, ">= 0"),
-    ("method.figkd.figkd_weight", _non_negative, ">= 0"),
-    ("method.figkd.level", _at_least_one, ">= 1 (and at most the class count's maximum)"),
-    ("method.figkd.ls_temperature", _positive, "> 0"),
-    ("method.figkd.ls_weight_scale", _non_negative, ">= 0"),
-    ("method.kd.ls_temperature", _positive, "> 0"),
-    ("method.kd.ls_kd_weight", _non_negative, ">= 0"),
-    ("method.dkd.ls_temperature", _positive, "> 0"),
-    ("method.dkd.ls_weight_scale", _non_negative, ">= 0"),
-    ("method.dist.ce_weight", _non_negative, ">= 0"),
-    ("method.dist.beta", _non_negative, ">= 0"),
-    ("method.dist.gamma", _non_negative, ">= 0"),
-    ("method.mlkd.ce_weight", _non_negative, ">= 0"),
-    ("method.mlkd.kd_weight", _non_negative, ">= 0"),
-    ("method.mlkd.ls_temperature", _positive, "> 0"),
-    ("method.mlkd.ls_kd_weight", _non_negative, ">= 0"),
-    ("sweep.teacher_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
-    ("sweep.mlkd_num_epochs", lambda x: x is None or x >= 1, "None or >= 1"),
-    ("sweep.mlkd_learning_rate", lambda x: x is None or x > 0, "None or > 0"),
-)
-
-
-def check_ranges(config) -> None:
-    """Raises ConfigError naming the first field of `RANGES` (and the decay epochs or
-    sweep seeds) outside its valid range."""
-    for field, test, valid in RANGES:
-        value = config
-        for key in field.split("."):
-            value = value[key]
-        if not test(value):
-            raise ConfigError(f"config.{field}={value} must be {valid}")
-    decay = tuple(config.optim.lr_decay_epochs)
-    if not (
-        all(isinstance(e, int) and not isinstance(e, bool) for e in decay)
-        and list(decay) == sorted(set(decay))
-        and all(1 <= e <= config.num_epochs for e in decay)
-    ):
-        raise ConfigError(
-            f"config.optim.lr_decay_epochs={decay} must be strictly increasing integers in "
-            f"[1, num_epochs={config.num_epochs}]"
-        )
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in config.sweep.seeds):
-        raise ConfigError(f"config.sweep.seeds={tuple(config.sweep.seeds)} must be integers")
 
 
 def teacher_checkpoint(source: str, which: str = "last") -> tuple[epath.Path, int, dict]:

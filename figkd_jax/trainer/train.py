@@ -370,7 +370,7 @@ def _log_train(writer, step: int, pending: list, timer: _Throughput, run: Run) -
     if writer is not None:
         for k, v in means.items():
             writer.scalar(f"train/{k}", v, step)
-        writer.flush()
+        writer.flush(force=False)
 
 
 def _log_eval(writer, record: dict) -> None:
