@@ -18,7 +18,7 @@ The CIFAR-100 pairs are accepted too, under the same setting (the FiGKD paper re
 TinyImageNet results, its abstract says; its pairs and recipe could not be read, and no
 author released a TinyImageNet recipe for these pairs: figkd_jax/trainer/protocol.py).
 
-Prepare the data once (see README), then:
+Prepare the data once (docs/datasets.md), then:
 
   python launch.py --config=configs/tiny_imagenet.py:student=resnet18 --workdir=runs/tin/resnet18
   python launch.py \

@@ -259,11 +259,10 @@ def test_bad_storage_paths_fail_with_one_line_and_write_nothing(gcs, bucket, tmp
 
 
 def _readme_recipe_commands(program):
-    """The `python <program> ...` commands of the README's fresh-machine section, with
+    """The `python <program> ...` commands of the fresh-machine guide (docs/cloud.md), with
     continuation lines joined and the ssh --command="..." wrappers removed."""
-    with open(os.path.join(ROOT, "README.md")) as f:
-        text = f.read()
-    section = text.split("## From a fresh TPU VM / GPU machine")[1].split("\n## ")[0]
+    with open(os.path.join(ROOT, "docs", "cloud.md")) as f:
+        section = f.read()
     lines = section.replace("\\\n", " ").replace("&&\n", "&& ").splitlines()
     commands = [
         c for line in lines for c in re.findall(rf"python {re.escape(program)} [^\"`]*", line)
