@@ -203,11 +203,14 @@ TOP1 = {
     "ce": [0.900, 0.910, 0.905],
     "kd": [0.940, 0.950, 0.945],
     "figkd_T8": [0.890, 0.925, 0.915],
+    "figkd_low": [0.880, 0.890, 0.900],
 }
 CONFIGS = {
     "ce": {"method.name": "ce", "method.temperature": 4.0},
-    "kd": {"method.name": "kd", "method.temperature": 4.0},
+    # A field that only one variant holds, and holds alike in all its runs, is not a column.
+    "kd": {"method.name": "kd", "method.temperature": 4.0, "method.kd.kd_weight": 0.9},
     "figkd_T8": {"method.name": "figkd", "method.temperature": 8.0, "method.figkd.band": "high"},
+    "figkd_low": {"method.name": "figkd", "method.temperature": 4.0, "method.figkd.band": "low"},
 }
 
 
@@ -237,6 +240,7 @@ def test_rows_hold_varied_fields_seeds_mean_std_and_summed_wall_time(table):
     assert kd[6] == f"{np.mean(TOP1['kd']) * 100:.2f} ± {np.std(TOP1['kd'], ddof=1) * 100:.2f}"
     assert kd[10] == "6.0"
     assert _row(table, "figkd_T8")[2:5] == ["high", "figkd", "8.0"]
+    assert _row(table, "figkd_low")[2:5] == ["low", "figkd", "4.0"]
 
 
 def test_a_difference_is_marked_when_a_two_sample_t_test_rejects_it(table):

@@ -130,9 +130,10 @@ def setting(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def differing_keys(settings: Sequence[dict[str, Any]]) -> list[str]:
-    """The keys whose value differs between `settings` (a missing key counts as a value)."""
+    """The keys whose value differs between the `settings` that hold them (a key that only
+    some hold, such as another method's block, differs only if its values do)."""
     keys = sorted({k for s in settings for k in s})
-    return [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
+    return [k for k in keys if len({json.dumps(s[k]) for s in settings if k in s}) > 1]
 
 
 def format_value(value: Any) -> str:
