@@ -2,6 +2,9 @@
 run by run, and the summary by variant (mean ± std over seeds, noise marks against a baseline)."""
 
 import json
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -259,3 +262,19 @@ def test_a_single_seed_has_no_noise_mark():
     assert summary.difference([1.0], [0.0]) == summary.Difference(1.0, None)
     assert str(summary.difference([1.0], [0.0])) == "+1.00"
     assert summary.mean_std([2.0]) == (2.0, None) and summary.mean_std([]) == (None, None)
+
+
+def test_launcher_stops_a_sweep_with_a_bad_variant_in_one_line(tmp_path):
+    workdir = tmp_path / "sweep"
+    root = pathlib.Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "launch.py", f"--workdir={workdir}", "--config=configs/ablation_digits.py",
+         "--config.method.figkd.class_order=teacher_order"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    # absl's info log shares stderr: the error is its one last line, and no traceback.
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert line.startswith("error: sweep variant 'figkd': ") and "teacher_order" in line
+    assert not workdir.exists()
