@@ -399,8 +399,7 @@ def ablation(tmp_path_factory):
                 parent / f"{variant}_seed{seed}",
                 method=method,
                 seed=seed,
-                top1=[value],
-                epochs_done=1,
+                top1=[value] * NUM_EPOCHS,
                 config=_config(method, seed, **overrides, **{"sweep.baseline": "kd"}),
             )
     return parent

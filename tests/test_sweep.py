@@ -258,9 +258,21 @@ def test_a_difference_is_marked_when_a_two_sample_t_test_rejects_it(table):
     assert "`*`: the difference from ce exceeds its noise" in table
 
 
+def test_unfinished_runs_are_named_in_the_seeds_cell():
+    runs = [_results("kd", 0.9, seed, **CONFIGS["kd"]) for seed in (0, 1)]
+    runs[1].update(epochs_done=12, num_epochs=40)
+    assert (
+        _row(summary.variant_table(runs, "kd"), "kd")[2] == "2 (**unfinished**: seed 1 at epoch 12)"
+    )
+
+
 def test_a_single_seed_has_no_noise_mark():
     assert summary.difference([1.0], [0.0]) == summary.Difference(1.0, None)
     assert str(summary.difference([1.0], [0.0])) == "+1.00"
+    # One seed against three: the pooled variance is the three's, without a NaN.
+    values, baseline = [95.0], [97.0, 97.5, 98.0]
+    p_value = stats.ttest_ind(values, baseline, equal_var=True).pvalue
+    assert summary.difference(values, baseline).significant == (p_value < summary.ALPHA)
     assert summary.mean_std([2.0]) == (2.0, None) and summary.mean_std([]) == (None, None)
 
 

@@ -188,13 +188,7 @@ def summarize(runs: Iterable[dict[str, Any]]) -> list[Row]:
                 best_std=best_std,
                 last_mean=last_mean,
                 last_std=last_std,
-                unfinished=tuple(
-                    sorted(
-                        (r["seed"], r["epochs_done"])
-                        for r in members
-                        if r["epochs_done"] < r["num_epochs"]
-                    )
-                ),
+                unfinished=summary.unfinished(members),
                 teacher_top1=_teacher_top1(members),
                 reference=reference_top1(dataset, teacher, student, method),
                 class_order=_class_order_label(members),

@@ -70,11 +70,14 @@ def difference(values: Sequence[float], baseline: Sequence[float]) -> Difference
     dof = len(values) + len(baseline) - 2
     if dof < 1:
         return Difference(diff, None)
-    pooled = (
-        (len(values) - 1) * np.var(values, ddof=1) + (len(baseline) - 1) * np.var(baseline, ddof=1)
-    ) / dof
+    # Sums of squared deviations, so that one seed on a side adds nothing (not NaN).
+    pooled = (_squared_deviations(values) + _squared_deviations(baseline)) / dof
     standard_error = np.sqrt(pooled * (1 / len(values) + 1 / len(baseline)))
     return Difference(diff, bool(abs(diff) > stats.t.ppf(1 - ALPHA / 2, dof) * standard_error))
+
+
+def _squared_deviations(values: Sequence[float]) -> float:
+    return float(np.sum((np.asarray(values) - np.mean(values)) ** 2))
 
 
 NOISE_NOTE = (
@@ -163,18 +166,40 @@ class VariantRow:
     best_difference: Difference | None
     last_difference: Difference | None
     wall_time: float
+    # (seed, epochs_done) of the runs that stopped before num_epochs.
+    unfinished: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def seeds_cell(self) -> str:
+        if not self.unfinished:
+            return str(len(self.seeds))
+        runs = ", ".join(f"seed {seed} at epoch {done}" for seed, done in self.unfinished)
+        return f"{len(self.seeds)} (**unfinished**: {runs})"
+
+
+def unfinished(members: Iterable[dict[str, Any]]) -> tuple[tuple[int, int], ...]:
+    """(seed, epochs_done) of the runs with epochs_done < num_epochs, by seed."""
+    return tuple(
+        sorted(
+            (r["seed"], r["epochs_done"])
+            for r in members
+            if r.get("epochs_done", 0) < r.get("num_epochs", 0)
+        )
+    )
 
 
 def variant_rows(
     runs: Sequence[dict[str, Any]], baseline: str
 ) -> tuple[list[str], list[VariantRow]]:
-    """(varied config keys, one row per variant in first-seen order) of the runs of one sweep.
+    """(varied config keys, one row per variant: the teacher's first, then in first-seen
+    order) of the runs of one sweep.
 
     The varied keys are those that differ between the students' variants (the teacher's row
     differs in everything and shows only its model).
     """
     groups: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
+    # The teacher first, then the variants as the runs come.
+    for r in sorted(runs, key=lambda r: variant_of(r) != "teacher"):
         groups.setdefault(variant_of(r), []).append(r)
     students = {v: members for v, members in groups.items() if v != "teacher"}
     settings = {v: setting(members[0]) for v, members in students.items()}
@@ -204,6 +229,7 @@ def variant_rows(
                 best_difference=diffs["best"],
                 last_difference=diffs["last"],
                 wall_time=float(sum(r.get("wall_time", 0.0) for r in members)),
+                unfinished=unfinished(members),
             )
         )
     return keys, rows
@@ -230,7 +256,7 @@ def variant_table(runs: Sequence[dict[str, Any]], baseline: str) -> str:
             row.variant,
             row.model,
             *row.fields.values(),
-            len(row.seeds),
+            row.seeds_cell,
             format_mean_std(*row.best),
             format_mean_std(*row.last),
             "" if row.best_difference is None else row.best_difference,
