@@ -181,11 +181,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.on_changed_config = "refuse"
 
     # Several runs in one parent workdir (figkd_jax.trainer.sweep): one run per
-    # (method, seed), each in <workdir>/<method>_seed<seed>. Empty tuples mean
+    # (variant, seed), each in <workdir>/<variant>_seed<seed>. Empty tuples mean
     # a single run of config.method.name with config.seed directly in workdir.
     config.sweep = ml_collections.ConfigDict()
+    # Variants: (name, {dotted field: value}) pairs, e.g.
+    # (("kd", {"method.name": "kd"}), ("figkd_T8", {"method.name": "figkd",
+    # "method.temperature": 8.0})); each field keeps the config's value unless overridden.
+    config.sweep.variants = ()
+    # A grid of variants: (dotted field, (value, ...)) pairs; one variant per combination,
+    # named after the fields' last parts and values (e.g. "temperature2.0_level1"), after
+    # the named variants.
+    config.sweep.grid = ()
+    # Without variants or grid: one variant per method, named after it.
     config.sweep.methods = ()
     config.sweep.seeds = ()
+    # The variant whose mean the summary's differences (and their noise marks) are taken from.
+    config.sweep.baseline = "ce"
+    # Set by the sweep in each run's config: the name of the run's variant.
+    config.sweep.variant = ml_collections.FieldReference(None, field_type=str)
     # Train the teacher (config.teacher.model, method "ce") first, in
     # <workdir>/teacher, and distil from it.
     config.sweep.train_teacher = False

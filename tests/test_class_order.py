@@ -266,26 +266,25 @@ def _write_results(directory, seed, order):
     (directory / "results.json").write_text(json.dumps(results))
 
 
-def test_report_names_the_order_of_each_row_and_its_energy_share(teacher_workdir, tmp_path):
-    from figkd_jax.tools import report
+def test_report_names_the_order_of_each_row_and_bands_its_energy_share(teacher_workdir, tmp_path):
+    from figkd_jax.tools import bands, report
 
     order = class_order.ClassOrder("teacher", (1, 7, 0, 2, 3, 5, 4, 6, 8, 9), {}, "teacher")
     for seed in (0, 1):
         _write_results(tmp_path / "runs" / f"figkd_seed{seed}", seed, order)
-    written = report.write_report(
-        [str(tmp_path / "runs")], str(tmp_path / "out"), bands_from=teacher_workdir
-    )
+    written = report.write_report([str(tmp_path / "runs")], str(tmp_path / "out"))
     (row,) = written.rows
     assert row.label == "figkd (teacher order)" and row.seeds == (0, 1)
     text = (tmp_path / "out" / "report.md").read_text()
     assert "| digits | resnet8 | resnet8 | figkd (teacher order) | 2 |" in text
-    # The energy table: index, the runs' teacher order, and random orders, levels 1 to 3.
-    section = text.split("by class order")[1]
-    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
-    assert rows == ["| class order", "| index", "| teacher", "| random (20 seeds)"]
-    assert "high-band share, level 3 |" in section and written.energy in section
-    # The band picture in the teacher's order beside the index one.
-    names = [os.path.basename(p) for p in written.plots]
-    assert names[-2:] == ["bands_digits_resnet8.png", "bands_digits_resnet8_teacher.png"]
     with open(written.csv_path, newline="") as f:
         assert next(csv.DictReader(f))["class_order"] == "teacher"
+    # The teacher's energy table: index, the runs' teacher order, random orders, levels 1 to 3.
+    banded = bands.write_bands(teacher_workdir, [str(tmp_path / "runs")], str(tmp_path / "bands"))
+    section = (tmp_path / "bands" / "bands.md").read_text().split("by class order")[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
+    assert rows == ["| class order", "| index", "| teacher", "| random (20 seeds)"]
+    assert "high-band share, level 3 |" in section and banded.energy in section
+    # The band picture in the teacher's order beside the index one.
+    names = [os.path.basename(p) for p in banded.plots]
+    assert names == ["bands_digits_resnet8.png", "bands_digits_resnet8_teacher.png"]

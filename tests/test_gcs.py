@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from figkd_jax.io import events, storage
-from figkd_jax.tools import export, report
+from figkd_jax.tools import bands, export, report
 from figkd_jax.trainer import checkpoints, run_setup, train
 from tests.gcs_emulator import local_gs_paths
 from tests.helpers import ROOT, launch
@@ -126,10 +126,8 @@ def test_export_and_report_read_and_write_gcs(gcs, bucket, teacher, tmp_path):
     restored = run_setup.teacher_checkpoint(out)
     assert restored[1] == 21 and restored[2]["model"] == "resnet8"
 
-    code = report.main(
-        [f"{bucket}/runs/teacher", "--out", f"{bucket}/reports", "--bands_from", teacher]
-    )
-    assert code == 0
+    assert report.main([f"{bucket}/runs/teacher", "--out", f"{bucket}/reports"]) == 0
+    assert bands.main([teacher, "--out", f"{bucket}/reports"]) == 0
     names = gcs.objects(BUCKET, "reports/")
     assert {"reports/report.md", "reports/report.csv"} <= set(names)
     assert any(n.startswith("reports/bands_digits_resnet8") for n in names)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from figkd_jax.tools import plots, report
+from figkd_jax.tools import bands, plots, report
+from figkd_jax.trainer import summary
 from tests.helpers import write_teacher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +164,7 @@ def test_markdown_table_shows_numbers_references_and_unfinished_runs(written):
     assert "5 (**unfinished**: seed 2 at 3)" in lines["figkd"]
     # The teacher alone: one seed, matched to the teacher column of the published table.
     assert lines["ce"] == (
-        "| cifar100 | — | resnet32x4 | ce | 1 | 5 | 79.00 ± — | 79.00 ± — | 79.42 | -0.42 | — |"
+        "| cifar100 | — | resnet32x4 | ce | 1 | 5 | 79.00 | 79.00 | 79.42 | -0.42 | — |"
     )
     with open(result.markdown_path) as f:
         text = f.read()
@@ -327,22 +328,101 @@ def teacher_run(tmp_path_factory):
 
 
 def test_band_picture_of_a_teacher_run(sweep, teacher_run, tmp_path):
-    result = report.write_report([str(sweep)], str(tmp_path), bands_from=str(teacher_run))
+    written = bands.write_bands(str(teacher_run), out=str(tmp_path), dataset="digits")
     path = str(tmp_path / "bands_digits_resnet8.png")
-    assert result.plots[-1] == path
+    assert written.plots == [path]
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("L"))
     # Four examples by five panels (logits, low and high of levels 1 and 2).
     assert pixels.shape[0] > 600 and pixels.shape[1] > 1200 and pixels.std() > 10
-    markdown = (tmp_path / "report.md").read_text()
+    markdown = (tmp_path / "bands.md").read_text()
     assert "![bands_digits_resnet8.png](bands_digits_resnet8.png)" in markdown
+    assert written.energy in markdown
 
 
 def test_band_picture_errors_name_the_fix(sweep, teacher_run, tmp_path):
-    # A bare checkpoint directory has no dataset: the report's only dataset is tried, and its
+    # A bare checkpoint directory has no dataset: the runs' only dataset is tried, and its
     # class count does not match.
     checkpoint = str(teacher_run / "checkpoints")
     with pytest.raises(ValueError, match=r"10 classes, but dataset 'cifar100' has 100"):
-        report.write_report([str(sweep)], str(tmp_path), bands_from=checkpoint)
+        bands.write_bands(checkpoint, [str(sweep)], str(tmp_path))
+    assert bands.main([checkpoint, "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="has no checkpoint"):
         plots.plot_bands(str(tmp_path), str(tmp_path))
+
+
+def test_bands_command_answers_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "figkd_jax.tools.bands", "--help"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "energy share" in done.stdout
+
+
+# --------------------------------------------------------------------------
+# A sweep of variants: its summary by variant in the report
+
+
+# Best top-1 per seed (fractions, one epoch each) of an ablation sweep.
+ABLATION_TOP1 = {
+    "kd": [0.70, 0.72, 0.71],
+    "figkd": [0.60, 0.61, 0.62],
+    "figkd_T8": [0.69, 0.73, 0.70],
+}
+ABLATION_CONFIGS = {
+    "kd": {"method.name": "kd"},
+    "figkd": {"method.name": "figkd", "method.temperature": 4.0},
+    "figkd_T8": {"method.name": "figkd", "method.temperature": 8.0},
+}
+
+
+@pytest.fixture(scope="module")
+def ablation(tmp_path_factory):
+    parent = tmp_path_factory.mktemp("ablation")
+    for variant, values in ABLATION_TOP1.items():
+        for seed, value in enumerate(values):
+            method = ABLATION_CONFIGS[variant]["method.name"]
+            overrides = {**ABLATION_CONFIGS[variant], "sweep.variant": variant}
+            _write_run(
+                parent / f"{variant}_seed{seed}",
+                method=method,
+                seed=seed,
+                top1=[value] * NUM_EPOCHS,
+                config=_config(method, seed, **overrides, **{"sweep.baseline": "kd"}),
+            )
+    return parent
+
+
+def test_a_sweep_of_variants_gets_its_summary_by_variant(ablation, tmp_path):
+    written = report.write_report([str(ablation)], str(tmp_path))
+    ((directory, table),) = written.sweeps.items()
+    assert directory == str(ablation)
+    runs = report.find_results([str(ablation)])
+    assert table == summary.variant_table(runs, "kd")
+    lines = {line.split(" | ")[0][2:]: line for line in table.splitlines()}
+    assert lines["variant"].startswith("| variant | model | method.name | method.temperature |")
+    # figkd is 10 points below kd with a std of 1: marked; figkd_T8 is within kd's noise.
+    assert "| figkd | resnet8x4 | figkd | 4.0 | 3 | 61.00 ± 1.00 |" in lines["figkd"]
+    assert "| -10.00 * |" in lines["figkd"] and "| -0.33 |" in lines["figkd_T8"]
+    assert table in (tmp_path / "report.md").read_text()
+    # The main table keeps a row per setting of the same method.
+    labels = [row.label for row in written.rows]
+    assert labels == ["kd", "figkd [method.temperature=4.0]", "figkd [method.temperature=8.0]"]
+
+
+def test_the_baseline_variant_can_be_named(ablation, tmp_path):
+    written = report.write_report([str(ablation)], str(tmp_path), baseline="figkd")
+    (table,) = written.sweeps.values()
+    assert "best − figkd" in table and "| +10.00 * |" in table
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "figkd_jax.tools.report", str(ablation), "--out", str(tmp_path),
+         "--baseline", "figkd_T8"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"Sweep {ablation}, by variant:" in done.stdout and "best − figkd_T8" in done.stdout

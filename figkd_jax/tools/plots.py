@@ -202,7 +202,7 @@ def band_teacher(
     dataset = dataset or meta.get("dataset") or run_config.get("dataset.name") or default_dataset
     if dataset is None:
         raise ValueError(
-            f"the dataset of checkpoint {source} is unknown: pass it (--bands_dataset <name>)"
+            f"the dataset of checkpoint {source} is unknown: pass it (--dataset <name>)"
         )
     teacher = run_setup.restore_teacher(source, data.get_info(dataset))
     data_config = data.default_data_config(dataset)

@@ -1,7 +1,6 @@
 """Benchmark report: tables and plots of finished (or running) runs.
 
-    python -m figkd_jax.tools.report <dir>... [--out <dir>]
-        [--bands_from <teacher run or checkpoint>]
+    python -m figkd_jax.tools.report <dir>... [--out <dir>] [--baseline <variant>]
 
 Every ``results.json`` under the given directories (a sweep parent, single runs, or any tree
 of them) becomes part of one table with a row per (dataset, teacher, student, method): mean ±
@@ -16,13 +15,15 @@ docs/method.md).
 - ``top1_<dataset>_<teacher>_to_<student>.png``: test top-1 per epoch of every method of the
   pair (mean over seeds, min–max band), with the student trained alone and the teacher's top-1;
   ``top1_<dataset>_<model>.png`` for models trained alone;
-- ``agreement_<dataset>_<teacher>_to_<student>.png``: teacher–student top-1 agreement per epoch;
-- with ``--bands_from``, ``bands_<dataset>_<model>.png``: a teacher's logits on a few test
-  examples beside their low and high Haar bands (levels 1 and 2) over the class index, and
-  ``bands_<dataset>_<model>_<order>.png`` in each other class order that FiGKD runs used;
-  report.md then also holds the share of that teacher's logit energy on the eval split in the
-  high band under each class order (index, superclass where the dataset has superclasses, the
-  runs' orders, the teacher's own, and random orders: figkd_jax.trainer.class_order).
+- ``agreement_<dataset>_<teacher>_to_<student>.png``: teacher–student top-1 agreement per epoch.
+
+report.md also holds, for every sweep whose runs recorded their variant
+(`figkd_jax.trainer.sweep`), the sweep's own summary (`figkd_jax.trainer.summary.variant_table`):
+one row per variant, its varied config fields as columns, and the differences from the
+sweep's baseline variant (``--baseline`` names another) marked beyond their noise.
+
+The report only reads what runs wrote; pictures and tables computed from a teacher (its logits'
+Haar bands, their energy by class order) are `figkd_jax.tools.bands`.
 
 A FiGKD row names its class order (``figkd (teacher order)``) when its runs recorded one.
 
@@ -38,36 +39,18 @@ from figkd_jax import extras
 extras.require_report()
 
 import argparse
-import csv
 import dataclasses
-import io
 import json
-import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from figkd_jax.io import storage
 from figkd_jax.tools import plots
-from figkd_jax.trainer import protocol
+from figkd_jax.trainer import protocol, summary
 
 # Order of methods within a pair; others follow alphabetically.
 METHOD_ORDER = ("ce", "kd", "dkd", "dist", "mlkd", "figkd")
-
-# Config keys that may differ between runs of one row: the seed, and where things live or how
-# often they are logged, none of which changes a result.
-_RUN_LOCAL_KEYS = (
-    "seed",
-    "teacher.workdir",
-    "teacher.checkpoint",
-    "dataset.data_dir",
-    "dataset.manual_dir",
-    "max_steps",
-    "log_every_steps",
-    "checkpoints_to_keep",
-    "max_consecutive_nonfinite_steps",
-    "eval_batch_size",
-)
 
 _REQUIRED_FIELDS = ("dataset", "model", "method", "seed", "num_epochs", "epochs_done", "history")
 
@@ -125,20 +108,6 @@ def _base_key(results: dict[str, Any]) -> tuple[str, str | None, str, str]:
     return (results["dataset"], results.get("teacher"), results["model"], method_label(results))
 
 
-def _setting(results: dict[str, Any]) -> dict[str, Any]:
-    """The config keys that can change a result (the run's own method block only)."""
-    method = results["method"]
-    setting = {}
-    for key, value in results.get("config", {}).items():
-        parts = key.split(".")
-        if key in _RUN_LOCAL_KEYS or parts[0] == "sweep":
-            continue
-        if parts[0] == "method" and len(parts) == 3 and parts[1] != method:
-            continue
-        setting[key] = value
-    return setting
-
-
 def group_runs(runs: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
     """Runs by (dataset, teacher, student, method label, variant).
 
@@ -150,17 +119,12 @@ def group_runs(runs: Iterable[dict[str, Any]]) -> dict[tuple, list[dict[str, Any
         by_base.setdefault(_base_key(run), []).append(run)
     groups = {}
     for base, members in by_base.items():
-        settings = [_setting(r) for r in members]
-        keys = sorted({k for s in settings for k in s})
-        differing = [k for k in keys if len({json.dumps(s.get(k)) for s in settings}) > 1]
+        settings = [summary.setting(r) for r in members]
+        differing = summary.differing_keys(settings)
         for run, setting in zip(members, settings, strict=True):
-            variant = ", ".join(f"{k}={_format_value(setting.get(k))}" for k in differing)
+            variant = ", ".join(f"{k}={summary.format_value(setting.get(k))}" for k in differing)
             groups.setdefault((*base, variant), []).append(run)
     return groups
-
-
-def _format_value(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
 # --------------------------------------------------------------------------
@@ -205,11 +169,12 @@ def summarize(runs: Iterable[dict[str, Any]]) -> list[Row]:
     """The rows of `runs` (parsed results.json dicts), in table order."""
     rows = []
     for (dataset, teacher, student, method, variant), members in group_runs(runs).items():
-        best = [100 * r["best_top1"] for r in members if r.get("best_top1") is not None]
-        last = [100 * r["last_top1"] for r in members if r.get("last_top1") is not None]
-        teacher_top1 = [
-            100 * r["teacher_eval"]["top1"] for r in members if r.get("teacher_eval") is not None
-        ]
+        best_mean, best_std = summary.mean_std(
+            [100 * r["best_top1"] for r in members if r.get("best_top1") is not None]
+        )
+        last_mean, last_std = summary.mean_std(
+            [100 * r["last_top1"] for r in members if r.get("last_top1") is not None]
+        )
         rows.append(
             Row(
                 dataset=dataset,
@@ -219,18 +184,12 @@ def summarize(runs: Iterable[dict[str, Any]]) -> list[Row]:
                 variant=variant,
                 seeds=tuple(sorted(r["seed"] for r in members)),
                 num_epochs=max(r["num_epochs"] for r in members),
-                best_mean=_mean(best),
-                best_std=_std(best),
-                last_mean=_mean(last),
-                last_std=_std(last),
-                unfinished=tuple(
-                    sorted(
-                        (r["seed"], r["epochs_done"])
-                        for r in members
-                        if r["epochs_done"] < r["num_epochs"]
-                    )
-                ),
-                teacher_top1=_mean(teacher_top1),
+                best_mean=best_mean,
+                best_std=best_std,
+                last_mean=last_mean,
+                last_std=last_std,
+                unfinished=summary.unfinished(members),
+                teacher_top1=_teacher_top1(members),
                 reference=reference_top1(dataset, teacher, student, method),
                 class_order=_class_order_label(members),
             )
@@ -249,12 +208,10 @@ def _order_of(results: dict[str, Any]):
     return class_order.ClassOrder.from_json(results["class_order"])
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def _std(values: Sequence[float]) -> float | None:
-    return statistics.stdev(values) if len(values) > 1 else None
+def _teacher_top1(members: Iterable[dict[str, Any]]) -> float | None:
+    """Mean top-1 (%) of the teacher as the runs recorded it."""
+    values = [100 * r["teacher_eval"]["top1"] for r in members if r.get("teacher_eval") is not None]
+    return summary.mean_std(values)[0]
 
 
 def _method_rank(method: str, variant: str):
@@ -300,23 +257,23 @@ TABLE_COLUMNS = (
 
 def markdown_table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table; unfinished runs are listed in the epochs column."""
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    for row in rows:
-        cells = (
-            row.dataset,
-            row.teacher or "—",
-            row.student,
-            row.label,
-            str(len(row.seeds)),
-            _epochs_cell(row),
-            _mean_std_cell(row.best_mean, row.best_std),
-            _mean_std_cell(row.last_mean, row.last_std),
-            _number(row.reference),
-            _signed(None if row.reference is None else _minus(row.best_mean, row.reference)),
-            _number(row.teacher_top1),
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return summary.markdown_table(TABLE_COLUMNS, (_table_cells(row) for row in rows))
+
+
+def _table_cells(row: Row) -> tuple[str, ...]:
+    return (
+        row.dataset,
+        row.teacher or "—",
+        row.student,
+        row.label,
+        str(len(row.seeds)),
+        _epochs_cell(row),
+        summary.format_mean_std(row.best_mean, row.best_std),
+        summary.format_mean_std(row.last_mean, row.last_std),
+        _number(row.reference),
+        _signed(None if row.reference is None else _minus(row.best_mean, row.reference)),
+        _number(row.teacher_top1),
+    )
 
 
 def _epochs_cell(row: Row) -> str:
@@ -324,12 +281,6 @@ def _epochs_cell(row: Row) -> str:
         return str(row.num_epochs)
     runs = ", ".join(f"seed {seed} at {done}" for seed, done in row.unfinished)
     return f"{row.num_epochs} (**unfinished**: {runs})"
-
-
-def _mean_std_cell(mean: float | None, std: float | None) -> str:
-    if mean is None:
-        return "—"
-    return f"{mean:.2f} ± {'—' if std is None else f'{std:.2f}'}"
 
 
 def _number(value: float | None) -> str:
@@ -369,36 +320,28 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
 
     ``seeds`` is space-separated; ``unfinished`` lists ``seed:epochs_done``.
     """
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_FIELDS)
-    for row in rows:
-        writer.writerow(
-            (
-                row.dataset,
-                row.teacher or "",
-                row.student,
-                row.method,
-                row.variant,
-                len(row.seeds),
-                " ".join(map(str, row.seeds)),
-                row.num_epochs,
-                " ".join(f"{s}:{d}" for s, d in row.unfinished),
-                *(
-                    "" if v is None else f"{v:.4f}"
-                    for v in (
-                        row.best_mean,
-                        row.best_std,
-                        row.last_mean,
-                        row.last_std,
-                        row.reference,
-                        row.teacher_top1,
-                    )
-                ),
-                row.class_order or "",
-            )
+    lines = (
+        (
+            row.dataset,
+            row.teacher or "",
+            row.student,
+            row.method,
+            row.variant,
+            len(row.seeds),
+            " ".join(map(str, row.seeds)),
+            row.num_epochs,
+            " ".join(f"{s}:{d}" for s, d in row.unfinished),
+            row.best_mean,
+            row.best_std,
+            row.last_mean,
+            row.last_std,
+            row.reference,
+            row.teacher_top1,
+            row.class_order or "",
         )
-    storage.write_text(path, buffer.getvalue())
+        for row in rows
+    )
+    storage.write_text(path, summary.csv_text(CSV_FIELDS, lines))
 
 
 def reference_table(pairs: Iterable[tuple[str, str, str]]) -> str:
@@ -411,11 +354,18 @@ def reference_table(pairs: Iterable[tuple[str, str, str]]) -> str:
     if not known:
         return ""
     header = ("dataset", "teacher", "student", *(c.header for c in protocol.COLUMNS))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for pair in known:
-        values = (_number(pair.top1.get(c.key)) for c in protocol.COLUMNS)
-        lines.append("| " + " | ".join((pair.dataset, pair.teacher, pair.student, *values)) + " |")
-    return "\n".join(lines)
+    return summary.markdown_table(
+        header,
+        (
+            (
+                pair.dataset,
+                pair.teacher,
+                pair.student,
+                *(_number(pair.top1.get(c.key)) for c in protocol.COLUMNS),
+            )
+            for pair in known
+        ),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -453,14 +403,11 @@ def curve_panels(runs: Sequence[dict[str, Any]]) -> list[plots.CurvePanel]:
             )
         teacher_top1 = None
         if teacher is not None:
-            teacher_top1 = _mean(
-                [
-                    100 * r["teacher_eval"]["top1"]
-                    for (_, run_teacher, *_), members in entries
-                    if run_teacher == teacher
-                    for r in members
-                    if r.get("teacher_eval") is not None
-                ]
+            teacher_top1 = _teacher_top1(
+                r
+                for (_, run_teacher, *_), members in entries
+                if run_teacher == teacher
+                for r in members
             )
         name = f"{dataset}_{student}" if teacher is None else f"{dataset}_{teacher}_to_{student}"
         title = student if teacher is None else f"{teacher} → {student}"
@@ -479,21 +426,33 @@ class Report:
     markdown_path: str
     csv_path: str
     plots: list[str]
-    # The high-band energy share by class order (Markdown; "" without bands_from).
-    energy: str = ""
+    # {sweep directory: its summary by variant (Markdown)}, for the sweeps among the runs.
+    sweeps: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def sweep_tables(runs: Sequence[dict[str, Any]], baseline: str | None = None) -> dict[str, str]:
+    """{sweep directory: `summary.variant_table` of its runs} for every run that recorded its
+    sweep variant; the baseline is `baseline`, else the one the sweep recorded."""
+    by_sweep: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("config", {}).get("sweep.variant"):
+            # <sweep>/<variant>_seed<seed>/results.json
+            by_sweep.setdefault(str(storage.path(run["path"]).parent.parent), []).append(run)
+    return {
+        directory: summary.variant_table(
+            members, baseline or members[0]["config"].get("sweep.baseline") or "ce"
+        )
+        for directory, members in by_sweep.items()
+    }
 
 
 def write_report(
-    directories: Sequence[str],
-    out: str | None = None,
-    *,
-    bands_from: str | None = None,
-    bands_dataset: str | None = None,
-    data_dir: str | None = None,
+    directories: Sequence[str], out: str | None = None, *, baseline: str | None = None
 ) -> Report:
     """Finds the runs under `directories` and writes report.md, report.csv and the plots to `out`.
 
-    `out` defaults to the first directory. See the module docstring for the files.
+    `out` defaults to the first directory; `baseline` replaces each sweep's recorded baseline
+    variant. See the module docstring for the files.
     """
     if not directories:
         raise ValueError("directories is empty: pass at least one run or sweep workdir")
@@ -503,24 +462,7 @@ def write_report(
     rows = summarize(runs)
     table = markdown_table(rows)
     pictures = [path for panel in curve_panels(runs) for path in plots.plot_panel(panel, out)]
-    energy = ""
-    if bands_from is not None:
-        datasets = sorted({r["dataset"] for r in runs})
-        teacher_source = dict(
-            dataset=bands_dataset,
-            default_dataset=datasets[0] if len(datasets) == 1 else None,
-            data_dir=data_dir,
-        )
-        pictures.append(plots.plot_bands(bands_from, out, **teacher_source))
-        orders = runs_class_orders(runs)
-        for name, permutation in orders.items():
-            if name != "index":
-                pictures.append(
-                    plots.plot_bands(
-                        bands_from, out, class_order=(name, permutation), **teacher_source
-                    )
-                )
-        energy = class_order_energy(bands_from, orders, runs, **teacher_source)
+    sweeps = sweep_tables(runs, baseline)
     sections = ["# Benchmark report", "", table, ""]
     if any(row.unfinished for row in rows):
         sections += [
@@ -528,19 +470,11 @@ def write_report(
             "included in the means.",
             "",
         ]
+    for directory, variants in sweeps.items():
+        sections += [f"## Sweep `{directory}`, by variant", "", variants, ""]
     references = reference_table((r.dataset, r.teacher, r.student) for r in rows if r.teacher)
     if references:
         sections += ["## Published numbers of these pairs (top-1 %)", "", references, ""]
-    if energy:
-        sections += [
-            "## The teacher's logit energy in the high band, by class order",
-            "",
-            f"Teacher `{bands_from}` on the eval split: the share of its centred logit energy "
-            "in the Haar high band (lower: neighbouring classes get similar logits).",
-            "",
-            energy,
-            "",
-        ]
     sections += ["## Plots", ""]
     names = [storage.path(p).name for p in pictures]
     sections += [f"![{name}]({name})" for name in names]
@@ -548,63 +482,7 @@ def write_report(
     storage.write_text(markdown_path, "\n".join(sections) + "\n")
     csv_path = str(storage.path(out) / "report.csv")
     write_csv(rows, csv_path)
-    return Report(rows, table, markdown_path, csv_path, pictures, energy)
-
-
-def runs_class_orders(runs: Iterable[dict[str, Any]]) -> dict[str, tuple[int, ...]]:
-    """{label: permutation} of the class orders the runs used (the first run's of each label),
-    random orders left out (one seed's draw says little: see `class_order_energy`)."""
-    orders = {}
-    for run in runs:
-        if run.get("class_order"):
-            order = _order_of(run)
-            if order.kind != "random":
-                orders.setdefault(order.label, order.permutation)
-    return orders
-
-
-def class_order_energy(
-    source: str,
-    orders: dict[str, Sequence[int]],
-    runs: Sequence[dict[str, Any]],
-    **teacher_source,
-) -> str:
-    """The table of `figkd_jax.trainer.class_order.energy_share_table` for the teacher in
-    `source` on its eval split: index order, superclass order where the dataset has one,
-    `orders`, the teacher's own order (made now, at the runs' temperature, unless a run
-    recorded one) and 20 random orders; Haar levels 1 to 3."""
-    from figkd_jax import data
-    from figkd_jax.trainer import class_order, feeds
-
-    teacher, data_config = plots.band_teacher(source, **teacher_source)
-    info = data.get_info(data_config.name)
-    eval_split = data_config.get("eval_split") or info.eval_split
-    logits, _ = feeds.split_logits(
-        teacher.model, teacher.variables, data_config, eval_split, batch_size=256
-    )
-    table_orders = {"index": tuple(range(info.num_classes))}
-    if data_config.name in class_order.COARSE_LABELS:
-        table_orders["superclass"] = tuple(class_order.superclass_order(data_config.name))
-    table_orders.update(orders)
-    if "teacher" not in table_orders:
-        temperatures = [
-            r["config"]["method.temperature"]
-            for r in runs
-            if r["method"] == "figkd" and "method.temperature" in r.get("config", {})
-        ]
-        train_logits, train_labels = feeds.split_logits(
-            teacher.model,
-            teacher.variables,
-            data_config,
-            data_config.get("train_split") or info.train_split,
-            batch_size=256,
-        )
-        table_orders["teacher"] = tuple(
-            class_order.teacher_order(
-                train_logits, train_labels, temperatures[0] if temperatures else 4.0
-            )
-        )
-    return class_order.energy_share_table(logits, table_orders, levels=(1, 2, 3))
+    return Report(rows, table, markdown_path, csv_path, pictures, sweeps)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -617,25 +495,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output directory (default: the first directory)")
     parser.add_argument(
-        "--bands_from", help="teacher run workdir or checkpoint directory for the band picture"
+        "--baseline",
+        help="variant the sweeps' differences are taken from (default: each sweep's own)",
     )
-    parser.add_argument("--bands_dataset", help="dataset of the band picture (default: inferred)")
-    parser.add_argument("--data_dir", help="TFDS data directory for the band picture")
     args = parser.parse_args(argv)
     try:
-        report = write_report(
-            args.directories,
-            args.out,
-            bands_from=args.bands_from,
-            bands_dataset=args.bands_dataset,
-            data_dir=args.data_dir,
-        )
+        report = write_report(args.directories, args.out, baseline=args.baseline)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report.markdown)
-    if report.energy:
-        print(f"\nHigh-band share of the teacher's logit energy by class order:\n{report.energy}")
+    for directory, variants in report.sweeps.items():
+        print(f"\nSweep {directory}, by variant:\n{variants}")
     print(f"\nWrote {report.markdown_path}, {report.csv_path} and {len(report.plots)} plots.")
     return 0
 

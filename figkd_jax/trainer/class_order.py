@@ -33,6 +33,7 @@ from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
 from figkd_jax.io import storage
+from figkd_jax.trainer import summary
 from figkd_jax.wavelets import haar_highpass, haar_max_level
 
 KINDS = ("index", "random", "superclass", "teacher")
@@ -253,14 +254,10 @@ def energy_share_table(
     num_classes = np.shape(logits)[-1]
     levels = [level for level in levels if level <= haar_max_level(num_classes)]
     header = ["class order", *(f"high-band share, level {level}" for level in levels)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = dict(orders)
-    for name, permutation in rows.items():
-        cells = [
-            f"{high_band_energy_share(logits, permutation, level=lv, mode=mode):.3f}"
-            for lv in levels
-        ]
-        lines.append("| " + " | ".join([name, *cells]) + " |")
+    rows = [
+        [name, *(f"{high_band_energy_share(logits, p, level=lv, mode=mode):.3f}" for lv in levels)]
+        for name, p in orders.items()
+    ]
     if random_draws > 0:
         cells = []
         for level in levels:
@@ -270,10 +267,10 @@ def energy_share_table(
                 )
                 for seed in range(random_draws)
             ]
-            std = np.std(shares, ddof=1) if random_draws > 1 else float("nan")
-            cells.append(f"{np.mean(shares):.3f} ± {std:.3f}")
-        lines.append("| " + " | ".join([f"random ({random_draws} seeds)", *cells]) + " |")
-    return "\n".join(lines)
+            mean, std = summary.mean_std(shares)
+            cells.append(f"{mean:.3f} ± {'—' if std is None else f'{std:.3f}'}")
+        rows.append([f"random ({random_draws} seeds)", *cells])
+    return summary.markdown_table(header, rows)
 
 
 def check(value: str, dataset: str, num_classes: int) -> None:
