@@ -2,12 +2,15 @@
 teacher, CIFAR-100's superclasses, the high-band energy share, and saving and resuming."""
 
 import csv
+import itertools
 import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.cluster import hierarchy
+from scipy.spatial import distance
 
 from configs import default
 from figkd_jax import diagnostics, losses
@@ -100,6 +103,73 @@ def test_teacher_order_recovers_the_similar_pairs():
     share = class_order.high_band_energy_share(logits, order)
     assert share < class_order.high_band_energy_share(logits)
     assert share < class_order.high_band_energy_share(logits, class_order.random_order(8, 0))
+
+
+# A chain of similar classes, 2-0-5-3-4-1 (similarities 0.7 to 0.9), among weaker ones: the
+# linkages and distances disagree on it (single linkage follows the chain, average linkage
+# does not), where cleanly separated pairs are recovered by any of them. No two candidate
+# merges of the average-linkage tree are within 0.02 of each other: the tree does not hang on
+# rounding.
+CHAINED_SIMILARITY = np.array(
+    [
+        [1.0, 0.5, 0.7, 0.3, 0.3, 0.8],
+        [0.5, 1.0, 0.1, 0.0, 0.6, 0.5],
+        [0.7, 0.1, 1.0, 0.4, 0.3, 0.0],
+        [0.3, 0.0, 0.4, 1.0, 0.9, 0.8],
+        [0.3, 0.6, 0.3, 0.9, 1.0, 0.1],
+        [0.8, 0.5, 0.0, 0.8, 0.1, 1.0],
+    ]
+)
+
+
+def _average_linkage_tree(distances):
+    """UPGMA from its definition: merge the two clusters of least mean pairwise distance."""
+    clusters = {(i,): i for i in range(len(distances))}
+    while len(clusters) > 1:
+        _, a, b = min(
+            (np.mean(distances[np.ix_(a, b)]), a, b) for a, b in itertools.combinations(clusters, 2)
+        )
+        clusters[a + b] = (clusters.pop(a), clusters.pop(b))
+    return next(iter(clusters.values()))
+
+
+def _leaf_orders(tree):
+    """Every order of the leaves that keeps each subtree contiguous."""
+    if isinstance(tree, int):
+        return [(tree,)]
+    left, right = (_leaf_orders(child) for child in tree)
+    return [a + b for a in left for b in right] + [b + a for a in left for b in right]
+
+
+def _clustered_order(similarity, distances, method, optimal=True):
+    condensed = distance.squareform(distances(similarity), checks=False)
+    tree = hierarchy.linkage(condensed, method=method)
+    if optimal:
+        tree = hierarchy.optimal_leaf_ordering(tree, condensed)
+    return tuple(hierarchy.leaves_list(tree).tolist())
+
+
+def test_teacher_order_of_a_chained_structure_is_average_linkage_with_optimal_leaf_order():
+    order = tuple(class_order.order_from_similarity(CHAINED_SIMILARITY).tolist())
+    assert order == (2, 1, 5, 0, 3, 4)
+    # Independently: the average-linkage tree of the Hellinger distances, built by hand, is
+    # (2, ((3, 4), (1, (0, 5)))), and the order is one of its leaf orders (every cluster
+    # contiguous). Not the one of least summed neighbour distance, (2, 0, 5, 1, 4, 3): SciPy's
+    # optimal_leaf_ordering misses it (scipy/scipy#11227), so the pin is SciPy's choice.
+    hellinger = np.sqrt(1.0 - CHAINED_SIMILARITY)
+    tree = _average_linkage_tree(hellinger)
+    assert tree == (2, ((3, 4), (1, (0, 5))))
+    assert order in _leaf_orders(tree)
+    # The case tells the choices apart: another linkage, distance or leaf order differs.
+    hellinger_of = lambda s: np.sqrt(1.0 - s)
+    others = {
+        "single linkage": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "single"),
+        "complete linkage": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "complete"),
+        "1 - similarity": _clustered_order(CHAINED_SIMILARITY, lambda s: 1.0 - s, "average"),
+        "tree order": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "average", False),
+    }
+    for name, other in others.items():
+        assert other not in (order, order[::-1]), name
 
 
 def test_similarity_of_a_class_with_no_example_is_an_error():
