@@ -172,6 +172,13 @@ def test_teacher_order_of_a_chained_structure_is_average_linkage_with_optimal_le
         assert other not in (order, order[::-1]), name
 
 
+def test_three_classes_are_clustered_and_two_kept_in_index_order():
+    # Classes 0 and 2 alike, 1 nearer to 2 than to 0: 1 | 2 0 or its reverse, by hand.
+    similarity = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]])
+    assert tuple(class_order.order_from_similarity(similarity).tolist()) in {(1, 2, 0), (0, 2, 1)}
+    assert class_order.order_from_similarity(np.eye(2)).tolist() == [0, 1]
+
+
 def test_similarity_of_a_class_with_no_example_is_an_error():
     logits, labels = _paired_teacher()
     keep = labels != 3
@@ -218,6 +225,8 @@ def test_cifar100_superclasses_match_the_published_fine_to_coarse_labels():
     order = class_order.superclass_order("cifar100")
     coarse = np.asarray(published)[order]
     np.testing.assert_array_equal(coarse, np.repeat(np.arange(20), 5))
+    # Within a superclass, its classes in index order (a stable sort; numpy's default is not).
+    assert np.all(np.diff(order.reshape(20, 5), axis=1) > 0)
     with pytest.raises(ValueError, match="'superclass' needs a dataset with superclasses"):
         class_order.superclass_order("digits")
 
