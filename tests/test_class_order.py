@@ -246,6 +246,37 @@ def test_random_order_is_a_pure_function_of_the_seed():
     assert not np.array_equal(class_order.random_order(100, 3), class_order.random_order(100, 4))
 
 
+def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
+    logits, labels = _paired_teacher()
+    made = {
+        kind: class_order.make(
+            kind,
+            dataset="cifar100" if kind == "superclass" else "digits",
+            num_classes=100 if kind == "superclass" else 8,
+            seed=3,
+            teacher_logits=lambda: (logits, labels),
+        )
+        for kind in class_order.KINDS
+    }
+    assert made["index"] == class_order.ClassOrder("index", tuple(range(8)), {}, "index")
+    assert made["random"] == class_order.ClassOrder(
+        "random", tuple(class_order.random_order(8, 3).tolist()), {"seed": 3}, "random"
+    )
+    assert made["superclass"].permutation == tuple(class_order.superclass_order("cifar100"))
+    assert made["superclass"].details == {"dataset": "cifar100"}
+    teacher = made["teacher"]
+    assert teacher.permutation == tuple(class_order.teacher_order(logits, labels, 4.0).tolist())
+    assert teacher.details["temperature"] == 4.0 and teacher.details["num_examples"] == len(labels)
+    assert teacher.details["high_band_energy_share_train"] == {
+        "index": class_order.high_band_energy_share(logits),
+        "teacher": class_order.high_band_energy_share(logits, teacher.permutation),
+    }
+    class_order.save(str(tmp_path), teacher)
+    loaded = class_order.make(str(tmp_path), dataset="digits", num_classes=8, seed=0)
+    assert loaded.kind == "file" and loaded.permutation == teacher.permutation
+    assert loaded.label == f"teacher (from {tmp_path})"
+
+
 def _figkd_config(**overrides):
     config = digits_config(**overrides)
     config.method.name = "figkd"
