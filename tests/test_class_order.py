@@ -172,6 +172,28 @@ def test_teacher_order_of_a_chained_structure_is_average_linkage_with_optimal_le
         assert other not in (order, order[::-1]), name
 
 
+def test_teacher_order_uses_the_hellinger_distance_itself():
+    # The same tree under sqrt(2 - similarity), by hand: ((0, 1), (4, (2, (3, 5)))); only the
+    # distances between leaves, which orient the subtrees, tell the two apart.
+    similarity = np.array(
+        [
+            [1.0, 0.7, 0.5, 0.4, 0.1, 0.1],
+            [0.7, 1.0, 0.1, 0.2, 0.3, 0.7],
+            [0.5, 0.1, 1.0, 0.4, 0.5, 0.7],
+            [0.4, 0.2, 0.4, 1.0, 0.3, 0.9],
+            [0.1, 0.3, 0.5, 0.3, 1.0, 0.5],
+            [0.1, 0.7, 0.7, 0.9, 0.5, 1.0],
+        ]
+    )
+    order = tuple(class_order.order_from_similarity(similarity).tolist())
+    assert order == (1, 0, 3, 5, 2, 4)
+    tree = _average_linkage_tree(np.sqrt(1.0 - similarity))
+    assert tree == _average_linkage_tree(np.sqrt(2.0 - similarity)) == ((0, 1), (4, (2, (3, 5))))
+    assert order in _leaf_orders(tree)
+    other = _clustered_order(similarity, lambda s: np.sqrt(2.0 - s), "average")
+    assert other not in (order, order[::-1])
+
+
 def test_three_classes_are_clustered_and_two_kept_in_index_order():
     # Classes 0 and 2 alike, 1 nearer to 2 than to 0: 1 | 2 0 or its reverse, by hand.
     similarity = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]])
