@@ -9,6 +9,7 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
@@ -199,6 +200,15 @@ def test_three_classes_are_clustered_and_two_kept_in_index_order():
     similarity = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]])
     assert tuple(class_order.order_from_similarity(similarity).tolist()) in {(1, 2, 0), (0, 2, 1)}
     assert class_order.order_from_similarity(np.eye(2)).tolist() == [0, 1]
+
+
+def test_softened_probabilities_are_the_softmax_at_the_temperature_in_float64():
+    logits = _logits(11, (4, 7))  # float32; the result is float64 whatever the input
+    expected = special.softmax(logits.astype(np.float64) / 4.0, axis=-1)
+    probabilities = class_order.softened_probabilities(logits, 4.0)
+    assert probabilities.dtype == np.float64
+    # float64 arithmetic on a few terms: a few ulps (float32 would be ~1e-7 off).
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-13, atol=0)
 
 
 def test_similarity_of_a_class_with_no_example_is_an_error():
