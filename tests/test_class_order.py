@@ -209,6 +209,14 @@ def test_softened_probabilities_are_the_softmax_at_the_temperature_in_float64():
     assert probabilities.dtype == np.float64
     # float64 arithmetic on a few terms: a few ulps (float32 would be ~1e-7 off).
     np.testing.assert_allclose(probabilities, expected, rtol=1e-13, atol=0)
+    # Logits far beyond exp's range: the largest is subtracted first, so nothing overflows.
+    large = logits.astype(np.float64) * 1000
+    np.testing.assert_allclose(
+        class_order.softened_probabilities(large, 4.0),
+        special.softmax(large / 4.0, axis=-1),
+        rtol=1e-13,
+        atol=1e-300,  # subnormal results carry fewer significant digits
+    )
 
 
 def test_similarity_of_a_class_with_no_example_is_an_error():
