@@ -358,6 +358,7 @@ def test_max_level_matches_pywt():
         (lambda: haar_idwt(None, None), ValueError, "cannot both be None"),
         (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=7), ValueError, "int in [1, 6]"),
         (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=0), ValueError, "int in [1, 6]"),
+        (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=True), ValueError, "int in [1, 6]"),
         (lambda: haar_waverec([jnp.ones(3)]), ValueError, "at least 2 arrays"),
         (
             lambda: haar_waverec([jnp.ones(2), jnp.ones(2), jnp.ones(6)]),
