@@ -378,3 +378,9 @@ def test_max_level_matches_pywt():
 def test_invalid_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_length_bounds_are_accepted():
+    # The valid range's ends: [1, 2 * len(approx)] (a length-1 signal's coefficients, cropped).
+    np.testing.assert_allclose(haar_idwt(jnp.ones(1), jnp.zeros(1), length=1), [2**-0.5])
+    assert haar_idwt(jnp.ones(3), jnp.ones(3), length=6).shape == (6,)
