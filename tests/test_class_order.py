@@ -2,12 +2,16 @@
 teacher, CIFAR-100's superclasses, the high-band energy share, and saving and resuming."""
 
 import csv
+import itertools
 import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special
+from scipy.cluster import hierarchy
+from scipy.spatial import distance
 
 from configs import default
 from figkd_jax import diagnostics, losses
@@ -103,6 +107,119 @@ def test_teacher_order_recovers_the_similar_pairs():
     assert share < class_order.high_band_energy_share(logits, class_order.random_order(8, 0))
 
 
+# A chain of similar classes, 2-0-5-3-4-1 (similarities 0.7 to 0.9), among weaker ones: the
+# linkages and distances disagree on it (single linkage follows the chain, average linkage
+# does not), where cleanly separated pairs are recovered by any of them. No two candidate
+# merges of the average-linkage tree are within 0.02 of each other: the tree does not hang on
+# rounding.
+CHAINED_SIMILARITY = np.array(
+    [
+        [1.0, 0.5, 0.7, 0.3, 0.3, 0.8],
+        [0.5, 1.0, 0.1, 0.0, 0.6, 0.5],
+        [0.7, 0.1, 1.0, 0.4, 0.3, 0.0],
+        [0.3, 0.0, 0.4, 1.0, 0.9, 0.8],
+        [0.3, 0.6, 0.3, 0.9, 1.0, 0.1],
+        [0.8, 0.5, 0.0, 0.8, 0.1, 1.0],
+    ]
+)
+
+
+def _average_linkage_tree(distances):
+    """UPGMA from its definition: merge the two clusters of least mean pairwise distance."""
+    clusters = {(i,): i for i in range(len(distances))}
+    while len(clusters) > 1:
+        _, a, b = min(
+            (np.mean(distances[np.ix_(a, b)]), a, b) for a, b in itertools.combinations(clusters, 2)
+        )
+        clusters[a + b] = (clusters.pop(a), clusters.pop(b))
+    return next(iter(clusters.values()))
+
+
+def _leaf_orders(tree):
+    """Every order of the leaves that keeps each subtree contiguous."""
+    if isinstance(tree, int):
+        return [(tree,)]
+    left, right = (_leaf_orders(child) for child in tree)
+    return [a + b for a in left for b in right] + [b + a for a in left for b in right]
+
+
+def _clustered_order(similarity, distances, method, optimal=True):
+    condensed = distance.squareform(distances(similarity), checks=False)
+    tree = hierarchy.linkage(condensed, method=method)
+    if optimal:
+        tree = hierarchy.optimal_leaf_ordering(tree, condensed)
+    return tuple(hierarchy.leaves_list(tree).tolist())
+
+
+def test_teacher_order_of_a_chained_structure_is_average_linkage_with_optimal_leaf_order():
+    order = tuple(class_order.order_from_similarity(CHAINED_SIMILARITY).tolist())
+    assert order == (2, 1, 5, 0, 3, 4)
+    # Independently: the average-linkage tree of the Hellinger distances, built by hand, is
+    # (2, ((3, 4), (1, (0, 5)))), and the order is one of its leaf orders (every cluster
+    # contiguous). Not the one of least summed neighbour distance, (2, 0, 5, 1, 4, 3): SciPy's
+    # optimal_leaf_ordering misses it (scipy/scipy#11227), so the pin is SciPy's choice.
+    hellinger = np.sqrt(1.0 - CHAINED_SIMILARITY)
+    tree = _average_linkage_tree(hellinger)
+    assert tree == (2, ((3, 4), (1, (0, 5))))
+    assert order in _leaf_orders(tree)
+    # The case tells the choices apart: another linkage, distance or leaf order differs.
+    hellinger_of = lambda s: np.sqrt(1.0 - s)
+    others = {
+        "single linkage": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "single"),
+        "complete linkage": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "complete"),
+        "1 - similarity": _clustered_order(CHAINED_SIMILARITY, lambda s: 1.0 - s, "average"),
+        "tree order": _clustered_order(CHAINED_SIMILARITY, hellinger_of, "average", False),
+    }
+    for name, other in others.items():
+        assert other not in (order, order[::-1]), name
+
+
+def test_teacher_order_uses_the_hellinger_distance_itself():
+    # The same tree under sqrt(2 - similarity), by hand: ((0, 1), (4, (2, (3, 5)))); only the
+    # distances between leaves, which orient the subtrees, tell the two apart.
+    similarity = np.array(
+        [
+            [1.0, 0.7, 0.5, 0.4, 0.1, 0.1],
+            [0.7, 1.0, 0.1, 0.2, 0.3, 0.7],
+            [0.5, 0.1, 1.0, 0.4, 0.5, 0.7],
+            [0.4, 0.2, 0.4, 1.0, 0.3, 0.9],
+            [0.1, 0.3, 0.5, 0.3, 1.0, 0.5],
+            [0.1, 0.7, 0.7, 0.9, 0.5, 1.0],
+        ]
+    )
+    order = tuple(class_order.order_from_similarity(similarity).tolist())
+    assert order == (1, 0, 3, 5, 2, 4)
+    tree = _average_linkage_tree(np.sqrt(1.0 - similarity))
+    assert tree == _average_linkage_tree(np.sqrt(2.0 - similarity)) == ((0, 1), (4, (2, (3, 5))))
+    assert order in _leaf_orders(tree)
+    other = _clustered_order(similarity, lambda s: np.sqrt(2.0 - s), "average")
+    assert other not in (order, order[::-1])
+
+
+def test_three_classes_are_clustered_and_two_kept_in_index_order():
+    # Classes 0 and 2 alike, 1 nearer to 2 than to 0: 1 | 2 0 or its reverse, by hand.
+    similarity = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.3], [0.9, 0.3, 1.0]])
+    assert tuple(class_order.order_from_similarity(similarity).tolist()) in {(1, 2, 0), (0, 2, 1)}
+    assert class_order.order_from_similarity(np.eye(2)).tolist() == [0, 1]
+
+
+def test_softened_probabilities_are_the_softmax_at_the_temperature_in_float64():
+    logits = _logits(11, (4, 7))  # float32; the result is float64 whatever the input
+    expected = special.softmax(logits.astype(np.float64) / 4.0, axis=-1)
+    probabilities = class_order.softened_probabilities(logits, 4.0)
+    assert probabilities.dtype == np.float64
+    # float64 arithmetic on a few terms: a few ulps (float32 would be ~1e-7 off).
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-13, atol=0)
+    # Logits far beyond exp's range: the largest is subtracted first, so nothing overflows.
+    large = logits.astype(np.float64) * 1000
+    np.testing.assert_allclose(
+        class_order.softened_probabilities(large, 4.0),
+        special.softmax(large / 4.0, axis=-1),
+        rtol=1e-13,
+        atol=1e-300,  # subnormal results carry fewer significant digits
+    )
+
+
 def test_similarity_of_a_class_with_no_example_is_an_error():
     logits, labels = _paired_teacher()
     keep = labels != 3
@@ -149,6 +266,8 @@ def test_cifar100_superclasses_match_the_published_fine_to_coarse_labels():
     order = class_order.superclass_order("cifar100")
     coarse = np.asarray(published)[order]
     np.testing.assert_array_equal(coarse, np.repeat(np.arange(20), 5))
+    # Within a superclass, its classes in index order (a stable sort; numpy's default is not).
+    assert np.all(np.diff(order.reshape(20, 5), axis=1) > 0)
     with pytest.raises(ValueError, match="'superclass' needs a dataset with superclasses"):
         class_order.superclass_order("digits")
 
@@ -166,6 +285,37 @@ def test_random_order_is_a_pure_function_of_the_seed():
         class_order.random_order(100, 3), class_order.random_order(100, 3)
     )
     assert not np.array_equal(class_order.random_order(100, 3), class_order.random_order(100, 4))
+
+
+def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
+    logits, labels = _paired_teacher()
+    made = {
+        kind: class_order.make(
+            kind,
+            dataset="cifar100" if kind == "superclass" else "digits",
+            num_classes=100 if kind == "superclass" else 8,
+            seed=3,
+            teacher_logits=lambda: (logits, labels),
+        )
+        for kind in class_order.KINDS
+    }
+    assert made["index"] == class_order.ClassOrder("index", tuple(range(8)), {}, "index")
+    assert made["random"] == class_order.ClassOrder(
+        "random", tuple(class_order.random_order(8, 3).tolist()), {"seed": 3}, "random"
+    )
+    assert made["superclass"].permutation == tuple(class_order.superclass_order("cifar100"))
+    assert made["superclass"].details == {"dataset": "cifar100"}
+    teacher = made["teacher"]
+    assert teacher.permutation == tuple(class_order.teacher_order(logits, labels, 4.0).tolist())
+    assert teacher.details["temperature"] == 4.0 and teacher.details["num_examples"] == len(labels)
+    assert teacher.details["high_band_energy_share_train"] == {
+        "index": class_order.high_band_energy_share(logits),
+        "teacher": class_order.high_band_energy_share(logits, teacher.permutation),
+    }
+    class_order.save(str(tmp_path), teacher)
+    loaded = class_order.make(str(tmp_path), dataset="digits", num_classes=8, seed=0)
+    assert loaded.kind == "file" and loaded.permutation == teacher.permutation
+    assert loaded.label == f"teacher (from {tmp_path})"
 
 
 def _figkd_config(**overrides):

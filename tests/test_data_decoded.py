@@ -243,3 +243,38 @@ def test_benchmark_help_and_quick_run():
     assert "| stanford40 | 400x300 | decoded once |" in quick.stdout
     assert "| stanford40 | | ratio |" in quick.stdout
     assert math.isfinite(float(quick.stdout.strip().splitlines()[-1].split("|")[-2]))
+
+
+# torchvision's Resize(256) + CenterCrop(224) of PIL images, by hand from its definition
+# (torchvision/transforms/functional.py: `_compute_resized_output_size`, `center_crop`): the
+# shorter side becomes 256, the longer int(256 * long / short), both 341 for 4:3; PIL's
+# bilinear resize; the crop starts at int(round((side - 224) / 2)), and round(58.5) is 58.
+# (width, height) -> (resized width, resized height, crop left, crop top).
+TORCHVISION_EVAL_GEOMETRY = {
+    (500, 375): (341, 256, 58, 16),
+    (640, 480): (341, 256, 58, 16),
+    (375, 500): (256, 341, 16, 58),
+    (333, 500): (256, 384, 16, 80),
+}
+
+
+@pytest.mark.parametrize("size", sorted(TORCHVISION_EVAL_GEOMETRY))
+def test_eval_crops_of_non_square_images_are_torchvisions_pixel_for_pixel(size):
+    assert (SPEC.eval_resize, SPEC.crop_size) == (256, 224)
+    width, height = size
+    # Noise: a crop one pixel off, or a resize one pixel larger, changes most pixels.
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), np.uint8)
+    image = PIL.Image.fromarray(pixels)
+    encoded = io.BytesIO()
+    image.save(encoded, format="PNG")  # lossless: both sides see these pixels
+    resized_w, resized_h, left, top = TORCHVISION_EVAL_GEOMETRY[size]
+    reference = np.asarray(
+        image.resize((resized_w, resized_h), PIL.Image.Resampling.BILINEAR).crop(
+            (left, top, left + OUT, top + OUT)
+        )
+    )
+    np.testing.assert_array_equal(decoded.eval_crop(encoded.getvalue(), SPEC), reference)
+    # The decode-every-epoch path (TensorFlow's antialiased bilinear resize, in float): the
+    # same box, up to PIL's rounding to uint8 after each of its two passes (<= 1 grey level).
+    every_epoch = augment.resize_center_crop(tf.constant(pixels), SPEC.eval_resize, OUT)
+    np.testing.assert_allclose(every_epoch, reference, rtol=0, atol=1 + 1e-3)

@@ -352,6 +352,7 @@ def test_max_level_matches_pywt():
         (lambda: haar_idwt(None, None), ValueError, "cannot both be None"),
         (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=7), ValueError, "int in [1, 6]"),
         (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=0), ValueError, "int in [1, 6]"),
+        (lambda: haar_idwt(jnp.ones(3), jnp.ones(3), length=True), ValueError, "int in [1, 6]"),
         (lambda: haar_waverec([jnp.ones(3)]), ValueError, "at least 2 arrays"),
         (
             lambda: haar_waverec([jnp.ones(2), jnp.ones(2), jnp.ones(6)]),
@@ -371,3 +372,9 @@ def test_max_level_matches_pywt():
 def test_invalid_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_length_bounds_are_accepted():
+    # The valid range's ends: [1, 2 * len(approx)] (a length-1 signal's coefficients, cropped).
+    np.testing.assert_allclose(haar_idwt(jnp.ones(1), jnp.zeros(1), length=1), [2**-0.5])
+    assert haar_idwt(jnp.ones(3), jnp.ones(3), length=6).shape == (6,)
