@@ -57,7 +57,8 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
     config.model = student
     config.method.name = method
     config.seed = int(fields.get("seed", 0))
-    _apply(config, protocol.SOLVERS[dataset])
+    if dataset in protocol.SOLVERS:  # every benchmark; digits (benchmarks' quick paths) keeps
+        _apply(config, protocol.SOLVERS[dataset])  # configs/default.py's solver
     base_learning_rate = config.optim.learning_rate
     config.optim.learning_rate = protocol.learning_rate(dataset, student, base_learning_rate)
     # A teacher without a distilling method serves a sweep's methods (config.sweep.methods).
