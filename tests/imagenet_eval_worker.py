@@ -10,22 +10,17 @@ label. Usage:
       [--coordinator HOST:PORT --num_processes P --process_id I]
 """
 
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tests import worker_cli
+
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("data_dir")
-    parser.add_argument("out")
-    parser.add_argument("--coordinator", default=None)
-    parser.add_argument("--num_processes", type=int, default=1)
-    parser.add_argument("--process_id", type=int, default=0)
-    args = parser.parse_args()
+    args = worker_cli.parse("data_dir", "out")
 
     import jax
     import jax.numpy as jnp
@@ -34,8 +29,7 @@ def main():
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    if args.coordinator:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    worker_cli.join_runtime(args)
     from figkd_jax import data
     from figkd_jax.trainer.feeds import to_global
     from tests.test_imagenet_data import _gray

@@ -8,11 +8,12 @@ runtime. Usage:
       [--coordinator HOST:PORT --num_processes P --process_id I]
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests import worker_cli
 
 
 def digits_config(**overrides):
@@ -35,20 +36,16 @@ def digits_config(**overrides):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("workdir")
-    parser.add_argument("out")
-    parser.add_argument("--max_steps", type=int, default=None)
-    parser.add_argument("--coordinator", default=None)
-    parser.add_argument("--num_processes", type=int, default=1)
-    parser.add_argument("--process_id", type=int, default=0)
-    args = parser.parse_args()
+    args = worker_cli.parse(
+        "workdir",
+        "out",
+        configure=lambda parser: parser.add_argument("--max_steps", type=int, default=None),
+    )
 
     import jax
     import numpy as np
 
-    if args.coordinator:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    worker_cli.join_runtime(args)
     from figkd_jax.trainer import run_setup, train
 
     config = digits_config(max_steps=args.max_steps)
