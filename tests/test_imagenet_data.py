@@ -336,9 +336,11 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
 
 
 @pytest.mark.slow
-def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path):
+@pytest.mark.parametrize("method", ["dkd", "mlkd"])
+def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path, method):
     """configs/imagenet.py as launched, with a converted torchvision-layout teacher: one epoch
-    (3 steps of 8) and its evaluation over every validation image."""
+    (3 steps of 8) and its evaluation over every validation image; mlkd also through its
+    strong view (host crop, RandAugment on device)."""
     torch = pytest.importorskip("torch")
     from benchmarks.torch_models import TORCH_MODELS
     from configs import imagenet as imagenet_config
@@ -349,7 +351,7 @@ def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, 
     pth = str(tmp_path / "resnet34.pth")
     torch.save(TORCH_MODELS["resnet34_imagenet"](1000).state_dict(), pth)
     convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
-    config = imagenet_config.get_config("teacher=resnet34,student=resnet18,method=dkd")
+    config = imagenet_config.get_config(f"teacher=resnet34,student=resnet18,method={method}")
     config.dataset.data_dir = prepared.data_dir
     config.teacher.checkpoint = str(tmp_path / "teacher")
     config.batch_size, config.eval_batch_size, config.num_epochs = 8, 8, 1
