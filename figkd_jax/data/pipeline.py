@@ -208,8 +208,8 @@ def train_stream(
         )
     if strong_view and not isinstance(info.augment, PadCropFlip):
         raise ValueError(
-            f"a strong view (method mlkd) needs a pad-crop-flip dataset (cifar100) or the "
-            f"streamed imagenet2012, not {info.name}"
+            f"a strong view (method mlkd) needs a fixed-resolution pad-crop-flip dataset "
+            f"(cifar100) or the streamed imagenet2012, not {info.name}"
         )
     split = load_split(config, config.train_split)
     num_examples = len(split.labels)
