@@ -80,9 +80,9 @@ def benchmark_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict
         config.sweep.teacher_learning_rate = protocol.learning_rate(
             dataset, teacher, base_learning_rate
         )
-        if dataset == "cifar100":
+        if dataset in protocol.MLKD_SOLVERS:
             # MLKD's own solver, for a run of method=mlkd and the mlkd runs of a sweep.
-            mlkd = protocol.MLKD_SOLVERS[teacher, student]
+            mlkd = protocol.MLKD_SOLVERS[dataset][teacher, student]
             config.sweep.mlkd_num_epochs = mlkd.num_epochs
             config.sweep.mlkd_learning_rate = mlkd.learning_rate
             if method == "mlkd":

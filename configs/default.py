@@ -213,7 +213,7 @@ def get_config() -> ml_collections.ConfigDict:
     # of it while the students see a slice.
     config.sweep.teacher_train_split = ml_collections.FieldReference(None, field_type=str)
     # The epochs and base learning rate of the sweep's "mlkd" runs (None: the other methods'
-    # values). The CIFAR-100 benchmark configs set those MLKD's authors released per pair
+    # values). The CIFAR-100 and ImageNet configs set those MLKD's authors released per pair
     # (figkd_jax.trainer.protocol.MLKD_SOLVERS), which a run of method=mlkd gets directly.
     config.sweep.mlkd_num_epochs = ml_collections.FieldReference(None, field_type=int)
     config.sweep.mlkd_learning_rate = ml_collections.FieldReference(None, field_type=float)

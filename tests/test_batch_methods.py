@@ -78,7 +78,7 @@ def test_only_mlkd_needs_a_strong_view():
     assert methods.get("dist").needs_teacher and methods.get("mlkd").needs_teacher
 
 
-@pytest.mark.parametrize(("pair", "solver"), sorted(protocol.MLKD_SOLVERS.items()))
+@pytest.mark.parametrize(("pair", "solver"), sorted(protocol.MLKD_SOLVERS["cifar100"].items()))
 def test_mlkd_takes_its_authors_solver_per_pair(pair, solver):
     teacher, student = pair
     config = benchmarks.benchmark_config(
@@ -101,11 +101,12 @@ def test_mlkd_takes_its_authors_solver_per_pair(pair, solver):
 
 
 def test_mlkd_solver_table_covers_every_cifar_pair_as_released():
-    assert set(protocol.MLKD_SOLVERS) == set(protocol.pairs("cifar100"))
+    assert set(protocol.MLKD_SOLVERS) == {"cifar100", "imagenet2012"}
+    assert set(protocol.MLKD_SOLVERS["cifar100"]) == set(protocol.pairs("cifar100"))
     # Jin-Ying/Multi-Level-Logit-Distillation@77b91ec, configs/cifar100/ours/*.yaml: 480 epochs
     # (960 for ResNet32x4 -> ShuffleNetV1/V2); 0.025, or 0.01 for a MobileNetV2 or ShuffleNet
     # student.
-    for (teacher, student), solver in protocol.MLKD_SOLVERS.items():
+    for (teacher, student), solver in protocol.MLKD_SOLVERS["cifar100"].items():
         small = student.startswith(("mobilenetv2", "shufflenet"))
         assert solver.learning_rate == (0.01 if small else 0.025), (teacher, student)
         long = teacher == "resnet32x4" and student.startswith("shufflenet")

@@ -20,7 +20,7 @@ def _trace_one_step(config):
 
 
 PAIRS = [("resnet34", "resnet18"), ("resnet50", "mobilenetv1")]
-METHODS = ["ce", "kd", "dkd", "dist", "figkd"]
+METHODS = ["ce", "kd", "dkd", "dist", "figkd", "mlkd"]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -31,7 +31,7 @@ def test_every_pair_and_method_traces_a_step(teacher, student, method):
     assert method == "ce" or "agreement" in metrics
 
 
-@pytest.mark.parametrize("method", ["kd", "dkd", "figkd"])
+@pytest.mark.parametrize("method", ["kd", "dkd", "figkd", "mlkd"])
 def test_logit_standardization_traces(method):
     config = imagenet.get_config(f"teacher=resnet34,student=resnet18,method={method}")
     config.method.standardize = True
@@ -74,9 +74,31 @@ def test_protocol_settings():
     assert config.dtype == ("bfloat16" if jax.default_backend() == "tpu" else "float32")
 
 
-def test_mlkd_and_unknown_pairs_are_clear_errors():
-    with pytest.raises(ValueError, match="mlkd is not offered on ImageNet"):
-        imagenet.get_config("teacher=resnet34,student=resnet18,method=mlkd")
+@pytest.mark.parametrize(
+    ("teacher", "student", "learning_rate"), [(*PAIRS[0], 0.1), (*PAIRS[1], 0.2)]
+)
+def test_mlkd_takes_its_authors_imagenet_setting(teacher, student, learning_rate):
+    # Jin-Ying/Multi-Level-Logit-Distillation@77b91ec:configs/imagenet/{r34_r18,r50_mv2}/
+    # kd_ours.yaml: mdistiller's solver with lr 0.1 / 0.2; T 1 first of KD_ours' 1, 3, 5, 2, 6.
+    config = imagenet.get_config(f"teacher={teacher},student={student},method=mlkd")
+    assert (config.batch_size, config.num_epochs, config.optim.learning_rate) == (
+        512,
+        100,
+        learning_rate,
+    )
+    assert tuple(config.optim.lr_decay_epochs) == (30, 60, 90)
+    assert config.optim.weight_decay == 1e-4
+    mlkd = config.method.mlkd
+    assert (mlkd.ce_weight, mlkd.kd_weight) == (0.5, 0.5)
+    assert tuple(mlkd.temperatures) == (1.0, 3.0, 5.0, 2.0, 6.0)
+    # A sweep's mlkd runs get the same solver; its other methods keep the protocol's.
+    assert config.sweep.mlkd_learning_rate == learning_rate
+    assert config.sweep.mlkd_num_epochs == 100
+    other = imagenet.get_config(f"teacher={teacher},student={student},method=kd")
+    assert other.optim.learning_rate == 0.2
+
+
+def test_unknown_pairs_are_clear_errors():
     with pytest.raises(ValueError, match="not a imagenet2012 benchmark pair"):
         imagenet.get_config("teacher=resnet50,student=resnet18,method=kd")
 

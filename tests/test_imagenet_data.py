@@ -1,6 +1,6 @@
 """ImageNet (TFDS imagenet2012) from a tiny manual download in the original archive layout,
 read back through the streamed pipeline: labels, per-process file sharding, determinism,
-resume, and evaluation over 1 and 2 processes.
+resume, MLKD's strong view, and evaluation over 1 and 2 processes.
 
 Every image of label L is a solid gray of ``_gray(L)``, so each example's label can be checked
 against its pixels after building, sharding, cropping and flipping.
@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 
 from benchmarks.input_pipeline import imagenet_synsets, write_imagenet_archives
 from figkd_jax import data
-from figkd_jax.data import imagenet, prepare
+from figkd_jax.data import imagenet, prepare, randaugment
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -77,6 +77,28 @@ def prepared(tmp_path_factory) -> ml_collections.ConfigDict:
     return config
 
 
+@pytest.fixture(scope="module")
+def textured(tmp_path_factory) -> ml_collections.ConfigDict:
+    """A train split of 4 noise images (class 0) and the smallest validation split."""
+    root = tmp_path_factory.mktemp("imagenet_textured")
+    manual = root / "manual"
+    manual.mkdir()
+    rng = np.random.default_rng(0)
+
+    def noise(size):
+        pixels = rng.integers(64, 192, size=(size[1], size[0], 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+        return buffer.getvalue()
+
+    train = {TRAIN_SYNSETS[0]: [noise(_sizes(i)) for i in range(4)]}
+    write_imagenet_archives(str(manual), train, [noise(_sizes(0))])
+    config = data.default_data_config("imagenet2012")
+    config.data_dir, config.manual_dir = str(root / "data"), str(manual)
+    prepare.prepare(config, num_shards=1)
+    return config
+
+
 def _gray_levels(images: np.ndarray) -> np.ndarray:
     info = data.get_info("imagenet2012")
     pixels = images.astype(np.float32) * np.array(info.std) + np.array(info.mean)
@@ -84,7 +106,15 @@ def _gray_levels(images: np.ndarray) -> np.ndarray:
 
 
 def _train_batches(
-    config, steps, *, start_step=0, process_index=0, process_count=1, seed=3, batch=4
+    config,
+    steps,
+    *,
+    start_step=0,
+    process_index=0,
+    process_count=1,
+    seed=3,
+    batch=4,
+    strong_view=False,
 ):
     stream = data.train_stream(
         config,
@@ -93,6 +123,7 @@ def _train_batches(
         start_step=start_step,
         process_index=process_index,
         process_count=process_count,
+        strong_view=strong_view,
     )
     return stream, [next(stream) for _ in range(steps)]
 
@@ -142,6 +173,52 @@ def test_resumed_stream_equals_the_tail_of_an_uninterrupted_one(prepared):
         for a, b in zip(whole[start:], resumed, strict=True):
             np.testing.assert_array_equal(a["image"], b["image"])
             np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_strong_view_leaves_the_weak_view_and_carries_its_labels(prepared):
+    _, weak = _train_batches(prepared, 7)
+    _, both = _train_batches(prepared, 7, strong_view=True)
+    for a, b in zip(weak, both, strict=True):
+        np.testing.assert_array_equal(a["image"], b["image"])  # a stream of its own
+        np.testing.assert_array_equal(a["label"], b["label"])
+        assert b["strong_image"].shape == (4, 224, 224, 3) and b["strong_image"].dtype == np.uint8
+        assert b["strong_draws"].shape == (4, randaugment.STRONG_VIEW_DRAWS)
+        assert b["strong_draws"].dtype == np.float32
+        assert ((b["strong_draws"] >= 0) & (b["strong_draws"] < 1)).all()
+        # The same example: a solid image's crop keeps its gray (JPEG rounding aside).
+        levels = b["strong_image"].astype(np.float32).mean(axis=(1, 2, 3))
+        np.testing.assert_allclose(levels, [_gray(x) for x in b["label"]], atol=3)
+    draws = np.concatenate([b["strong_draws"] for b in both])
+    assert len(np.unique(draws[:, 3])) == len(draws)  # every example its own RandAugment
+
+
+def test_strong_view_is_deterministic_and_resumes_exactly(prepared):
+    _, whole = _train_batches(prepared, 9, strong_view=True)
+    _, again = _train_batches(prepared, 9, strong_view=True)
+    _, other = _train_batches(prepared, 9, strong_view=True, seed=4)
+    for a, b in zip(whole, again, strict=True):
+        for key in ("strong_image", "strong_draws"):
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(whole[0]["strong_draws"], other[0]["strong_draws"])
+    for start in (4, 7):  # mid-epoch, in the second epoch
+        _, resumed = _train_batches(prepared, 9 - start, start_step=start, strong_view=True)
+        for a, b in zip(whole[start:], resumed, strict=True):
+            for key in ("image", "label", "strong_image", "strong_draws"):
+                np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_strong_view_is_another_crop_of_the_same_image(textured):
+    """On noise images (a solid gray hides the crop): the strong view's crop and flip are not
+    the weak view's; each is the same image's pixels (its gray-level statistics)."""
+    info = data.get_info("imagenet2012")
+    _, batches = _train_batches(textured, 2, strong_view=True, batch=2)
+    for batch in batches:
+        weak = np.asarray(batch["image"], np.float32) * np.array(info.std) + np.array(info.mean)
+        weak = np.clip(np.round(weak * 255), 0, 255)
+        strong = batch["strong_image"].astype(np.float32)
+        for w, s in zip(weak, strong, strict=True):
+            assert np.abs(w - s).mean() > 5  # another window, resampled differently
+            assert abs(w.mean() - s.mean()) < 12  # of one image: noise around one mean
 
 
 def test_each_process_reads_only_its_own_files(prepared, monkeypatch):
@@ -259,9 +336,11 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
 
 
 @pytest.mark.slow
-def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path):
+@pytest.mark.parametrize("method", ["dkd", "mlkd"])
+def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path, method):
     """configs/imagenet.py as launched, with a converted torchvision-layout teacher: one epoch
-    (3 steps of 8) and its evaluation over every validation image."""
+    (3 steps of 8) and its evaluation over every validation image; mlkd also through its
+    strong view (host crop, RandAugment on device)."""
     torch = pytest.importorskip("torch")
     from benchmarks.torch_models import TORCH_MODELS
     from configs import imagenet as imagenet_config
@@ -272,7 +351,7 @@ def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, 
     pth = str(tmp_path / "resnet34.pth")
     torch.save(TORCH_MODELS["resnet34_imagenet"](1000).state_dict(), pth)
     convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
-    config = imagenet_config.get_config("teacher=resnet34,student=resnet18,method=dkd")
+    config = imagenet_config.get_config(f"teacher=resnet34,student=resnet18,method={method}")
     config.dataset.data_dir = prepared.data_dir
     config.teacher.checkpoint = str(tmp_path / "teacher")
     config.batch_size, config.eval_batch_size, config.num_epochs = 8, 8, 1

@@ -181,7 +181,7 @@ def test_docs_protocol_shows_the_table():
     assert [_pair_names(r[0]) for r in rows] == list(cifar)
     for row in rows:
         names = _pair_names(row[0])
-        pair, mlkd = cifar[names], protocol.MLKD_SOLVERS[names]
+        pair, mlkd = cifar[names], protocol.MLKD_SOLVERS["cifar100"][names]
         kd_ls, mlkd_ls = (
             protocol.ls_recipe("kd", "cifar100", *names),
             protocol.ls_recipe("mlkd", "cifar100", *names),

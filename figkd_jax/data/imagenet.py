@@ -20,6 +20,14 @@ promises where a stream can:
   decoded (``tf.image.decode_and_crop_jpeg``), resized (bilinear, antialiased) and flipped.
   The draws of the example at position i of process p's epoch e are
   ``stateless_uniform(fold_in(seed, 2, e, p, i))``.
+- Strong view (MLKD, ``strong_view=True``): as the authors' ``get_imagenet_train_transform_strong``
+  (Jin-Ying/Multi-Level-Logit-Distillation@77b91ec:mdistiller/dataset/imagenet.py), a second,
+  independent RandomResizedCrop(224) + flip of the same JPEG, decoded the same way and kept
+  uint8 ("strong_image"), and its RandAugment(2) + Cutout draws ("strong_draws", float32
+  [randaugment.STRONG_VIEW_DRAWS]; columns 0-2, the CIFAR path's crop and flip, are unused
+  here), which the accelerator applies (``device_input.finish_strong_view``) so that the host
+  pays only the second crop's decode. Its draws are ``stateless_uniform(fold_in(seed, 3, e, p,
+  i))``, a stream of their own: the weak view is the same with or without it.
 - Resume: step k is batch ``k % S`` of epoch ``k // S``; a stream started at step k skips the
   records before it (read, not decoded), so it equals the tail of an uninterrupted stream.
   The batches depend on the process count: resume with the same number of processes.
@@ -41,11 +49,12 @@ from collections.abc import Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from figkd_jax.data import augment
+from figkd_jax.data import augment, randaugment
 from figkd_jax.data.pipeline import (
     _AUGMENT_STREAM,
     _RNG_ALG,
     _SHUFFLE_STREAM,
+    _STRONG_VIEW_STREAM,
     TrainStream,
     _check_sharding,
     _flip_if,
@@ -144,10 +153,12 @@ def train_stream(
     process_count: int,
     num_devices: int | None,
     dtype: str,
+    strong_view: bool = False,
 ) -> TrainStream:
     """This process's train batches from global step ``start_step`` on; see the module
     docstring. Yields {"image": [global_batch_size / P, 224, 224, 3] normalised, "label":
-    int32}."""
+    int32}; with ``strong_view`` also "strong_image" (uint8 [b, 224, 224, 3]) and
+    "strong_draws" (float32 [b, randaugment.STRONG_VIEW_DRAWS])."""
     local_batch = _check_sharding(global_batch_size, process_index, process_count, num_devices)
     out_dtype = _output_dtype(dtype)
     info = get_info(config.name)
@@ -166,7 +177,7 @@ def train_stream(
     start_epoch, start_offset = divmod(start_step, steps)
     base_seed = tf.constant([seed, 0], tf.int64)
     parse = _parser(builder)
-    crop = _crop_fn(info, out_dtype)
+    crop = _crop_fn(info, out_dtype, strong_view)
     cycle_length = min(_CYCLE_FILES, len(files.paths))
 
     def epoch_examples(epoch):
@@ -187,13 +198,14 @@ def train_stream(
             .unbatch()
         )
         draw_seed = _fold(base_seed, _AUGMENT_STREAM, epoch, process_index)
+        strong_seed = _fold(base_seed, _STRONG_VIEW_STREAM, epoch, process_index)
         first = tf.where(epoch == start_epoch, start_offset * local_batch, 0)
         return (
             windows.repeat()
             .take(epoch_length)
             .enumerate()
             .skip(tf.cast(first, tf.int64))
-            .map(lambda i, example: (example, _fold(draw_seed, i)))
+            .map(lambda i, example: (example, _fold(draw_seed, i), _fold(strong_seed, i)))
         )
 
     batches = (
@@ -206,26 +218,41 @@ def train_stream(
     return TrainStream(batches, num_examples, steps)
 
 
-def _crop_fn(info: DatasetInfo, out_dtype):
+def _crop_fn(info: DatasetInfo, out_dtype, strong_view: bool):
     spec = info.augment
     num_draws = augment.RESIZED_CROP_FLIP_DRAWS
 
-    def crop(example, draw_seed):
-        draws = tf.random.stateless_uniform([num_draws], draw_seed, alg=_RNG_ALG)
-        shape = tf.image.extract_jpeg_shape(example["image"])
+    def view(jpeg, draws):
+        """RandomResizedCrop + flip of one JPEG, decoding only the crop window: float32
+        [224, 224, 3] in [0, 255]."""
+        shape = tf.image.extract_jpeg_shape(jpeg)
         top, left, height, width = augment.sample_resized_crop(
             draws, shape[0], shape[1], spec.scale, spec.ratio
         )
         window = tf.image.decode_and_crop_jpeg(
-            example["image"], tf.stack([top, left, height, width]), channels=3
+            jpeg, tf.stack([top, left, height, width]), channels=3
         )
         image = augment.resized_crop(window, 0, 0, height, width, spec.crop_size)
         image = _flip_if(image, tf.logical_and(draws[-1] < 0.5, spec.flip))
         image.set_shape([spec.crop_size, spec.crop_size, 3])
-        return {
+        return image
+
+    def crop(example, draw_seed, strong_seed):
+        draws = tf.random.stateless_uniform([num_draws], draw_seed, alg=_RNG_ALG)
+        image = view(example["image"], draws)
+        out = {
             "image": tf.cast(augment.normalize(image, info.mean, info.std), out_dtype),
             "label": example["label"],
         }
+        if strong_view:
+            strong = tf.random.stateless_uniform(
+                [num_draws + randaugment.STRONG_VIEW_DRAWS], strong_seed, alg=_RNG_ALG
+            )
+            # uint8 as torchvision's crop of a PIL image, which RandAugment then transforms.
+            pixels = tf.round(view(example["image"], strong[:num_draws]))
+            out["strong_image"] = tf.cast(tf.clip_by_value(pixels, 0, 255), tf.uint8)
+            out["strong_draws"] = strong[num_draws:]
+        return out
 
     return crop
 

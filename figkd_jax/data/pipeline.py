@@ -177,10 +177,11 @@ def train_stream(
     when dtype="bfloat16"), normalised; "label": int32 [same]}. See the module docstring for
     the order and the randomness; ``data_config`` is described in ``figkd_jax.data.sources``.
 
-    With ``strong_view`` (MLKD; fixed-resolution datasets only), batches also hold the
-    start of each example's strong view: "strong_image", uint8 [b, H, W, C], the example
-    padded, cropped and flipped by its own draws, and "strong_draws", float32 [b,
-    randaugment.STRONG_VIEW_DRAWS] (``strong_view_draws``); the accelerator finishes the view
+    With ``strong_view`` (MLKD; fixed-resolution datasets here, imagenet2012 in
+    ``imagenet.train_stream``), batches also hold the start of each example's strong view:
+    "strong_image", uint8 [b, H, W, C], the example padded, cropped and flipped by its own
+    draws, and "strong_draws", float32 [b, randaugment.STRONG_VIEW_DRAWS]
+    (``strong_view_draws``); the accelerator finishes the view
     (``device_input.finish_strong_view``).
     """
     local_batch = _check_sharding(global_batch_size, process_index, process_count, num_devices)
@@ -191,7 +192,7 @@ def train_stream(
         raise ValueError(f"start_step must be >= 0, got {start_step}")
     config = resolve(data_config)
     info = get_info(config.name)
-    if info.streamed and not strong_view:
+    if info.streamed:
         from figkd_jax.data import imagenet  # imports this module
 
         return imagenet.train_stream(
@@ -203,11 +204,12 @@ def train_stream(
             process_count=process_count,
             num_devices=num_devices,
             dtype=dtype,
+            strong_view=strong_view,
         )
     if strong_view and not isinstance(info.augment, PadCropFlip):
         raise ValueError(
             f"a strong view (method mlkd) needs a fixed-resolution pad-crop-flip dataset "
-            f"(cifar100), not {info.name}"
+            f"(cifar100) or the streamed imagenet2012, not {info.name}"
         )
     split = load_split(config, config.train_split)
     num_examples = len(split.labels)

@@ -25,7 +25,7 @@ The format, so that a pair, a column or a recipe is one line:
   that holds a number.
 - `KD_LS` and `MLKD_LS` (read through `ls_recipe`): the (temperature, KD weight) of each
   pair's published +LS run, `LS_DEFAULT` elsewhere; `MLKD_SOLVERS`: MLKD's own solver per
-  CIFAR-100 pair; `SOLVERS`: each dataset's solver.
+  dataset (CIFAR-100, ImageNet) and pair; `SOLVERS`: each dataset's solver.
 
 No FiGKD number is shown as published: the paper's tables (arXiv:2505.11897) could not be
 read from any stored source, and the numbers this table once held came from a page that
@@ -212,23 +212,33 @@ PAIRS: tuple[Pair, ...] = (
     Pair("imagenet2012",  "resnet50_imagenet", "mobilenetv1",       0.2,  2.0, {"teacher": 76.16, "kd": 70.50, "dkd": 72.05, "dist": 73.24}, "megvii-research/mdistiller@fae6658:configs/imagenet/r50_mv1/dkd.yaml"),
 )
 
-# MLKD's own solver per CIFAR-100 pair, as released with the paper (configs/cifar100/ours/).
-# The decays stay after epochs 150, 180, 210 whatever the length. A later commit of theirs
-# (5ee473f, 2024) cut the same-architecture pairs to 240 epochs; the published numbers come
-# from these (the LS authors' MLKD configs and logs agree: docs/protocol.md).
+# MLKD's own solver per dataset and pair, as released with the paper (the authors' trainer
+# "ours"). CIFAR-100 (configs/cifar100/ours/): the decays stay after epochs 150, 180, 210
+# whatever the length. A later commit of theirs (5ee473f, 2024) cut the same-architecture
+# pairs to 240 epochs; the published numbers come from these (the LS authors' MLKD configs and
+# logs agree: docs/protocol.md). ImageNet (configs/imagenet/*/kd_ours.yaml): mdistiller's
+# ImageNet solver but lr 0.1 for ResNet-34 -> ResNet-18. Their "MobileNetV2" student is
+# mdistiller's MobileNetV1 under another name (models/imagenet/mobilenetv2.py: the same layers).
 _MLKD = f"{MLKD_REPO}:configs/cifar100/ours"
-MLKD_SOLVERS: dict[tuple[str, str], Solver] = {
-    ("resnet32x4", "resnet8x4"):    Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res32x4_res8x4.yaml"),
-    ("resnet56", "resnet20"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res56_res20.yaml"),
-    ("resnet110", "resnet32"):      Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res110_res32.yaml"),
-    ("wrn_40_2", "wrn_16_2"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/wrn40_2_wrn_16_2.yaml"),
-    ("wrn_40_2", "wrn_40_1"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/wrn40_2_wrn_40_1.yaml"),
-    ("vgg13", "vgg8"):              Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/vgg13_vgg8.yaml"),
-    ("resnet32x4", "shufflenetv2"): Solver(64, 960, 0.01,  (150, 180, 210), f"{_MLKD}/res32x4_shuv2.yaml"),
-    ("vgg13", "mobilenetv2"):       Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/vgg13_mv2.yaml"),
-    ("resnet50", "mobilenetv2"):    Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/res50_mv2.yaml"),
-    ("resnet32x4", "shufflenetv1"): Solver(64, 960, 0.01,  (150, 180, 210), f"{_MLKD}/res32x4_shuv1.yaml"),
-    ("wrn_40_2", "shufflenetv1"):   Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/wrn40_2_shuv1.yaml"),
+_MLKD_IMAGENET = f"{MLKD_REPO}:configs/imagenet"
+MLKD_SOLVERS: dict[str, dict[tuple[str, str], Solver]] = {
+    "cifar100": {
+        ("resnet32x4", "resnet8x4"):    Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res32x4_res8x4.yaml"),
+        ("resnet56", "resnet20"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res56_res20.yaml"),
+        ("resnet110", "resnet32"):      Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/res110_res32.yaml"),
+        ("wrn_40_2", "wrn_16_2"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/wrn40_2_wrn_16_2.yaml"),
+        ("wrn_40_2", "wrn_40_1"):       Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/wrn40_2_wrn_40_1.yaml"),
+        ("vgg13", "vgg8"):              Solver(64, 480, 0.025, (150, 180, 210), f"{_MLKD}/vgg13_vgg8.yaml"),
+        ("resnet32x4", "shufflenetv2"): Solver(64, 960, 0.01,  (150, 180, 210), f"{_MLKD}/res32x4_shuv2.yaml"),
+        ("vgg13", "mobilenetv2"):       Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/vgg13_mv2.yaml"),
+        ("resnet50", "mobilenetv2"):    Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/res50_mv2.yaml"),
+        ("resnet32x4", "shufflenetv1"): Solver(64, 960, 0.01,  (150, 180, 210), f"{_MLKD}/res32x4_shuv1.yaml"),
+        ("wrn_40_2", "shufflenetv1"):   Solver(64, 480, 0.01,  (150, 180, 210), f"{_MLKD}/wrn40_2_shuv1.yaml"),
+    },
+    "imagenet2012": {
+        ("resnet34_imagenet", "resnet18_imagenet"): Solver(512, 100, 0.1, (30, 60, 90), f"{_MLKD_IMAGENET}/r34_r18/kd_ours.yaml", weight_decay=1e-4),
+        ("resnet50_imagenet", "mobilenetv1"):       Solver(512, 100, 0.2, (30, 60, 90), f"{_MLKD_IMAGENET}/r50_mv2/kd_ours.yaml (its MobileNetV2 is mdistiller's MobileNetV1)", weight_decay=1e-4),
+    },
 }
 
 # The published KD+LS run of each CIFAR-100 pair: (T, weight) in its log's name,
@@ -268,7 +278,11 @@ def all_sources() -> list[tuple[str, str]]:
     return [
         *((f"{p.dataset} {p.teacher} -> {p.student}: lr, DKD beta", p.source) for p in PAIRS),
         *((f"{name}: solver", solver.source) for name, solver in SOLVERS.items()),
-        *((f"cifar100 {t} -> {s}: MLKD solver", v.source) for (t, s), v in MLKD_SOLVERS.items()),
+        *(
+            (f"{dataset} {t} -> {s}: MLKD solver", solver.source)
+            for dataset, solvers in MLKD_SOLVERS.items()
+            for (t, s), solver in solvers.items()
+        ),
         *((f"cifar100 {t} -> {s}: KD+LS T, weight", r.source) for (t, s), r in KD_LS.items()),
         *((f"cifar100 {t} -> {s}: MLKD+LS T, weight", r.source) for (t, s), r in MLKD_LS.items()),
         ("LS default", LS_DEFAULT.source),

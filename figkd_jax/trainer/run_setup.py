@@ -149,11 +149,12 @@ def _check_input(config, info: data.DatasetInfo, method: methods.Method) -> None
             f"(digits, cifar100, tiny_imagenet), not {info.name!r}"
         )
     if method.needs_strong_view and not (
-        isinstance(info.augment, data.PadCropFlip) and info.image_shape[-1] == 3
+        info.streamed or (isinstance(info.augment, data.PadCropFlip) and info.image_shape[-1] == 3)
     ):
         raise ConfigError(
             f"method {config.method.name!r} trains on a strong view (crop, flip, RandAugment), "
-            f"which needs an RGB pad-crop-flip dataset (cifar100), not {info.name!r}"
+            f"which needs an RGB pad-crop-flip dataset (cifar100) or imagenet2012, "
+            f"not {info.name!r}"
         )
     if config.steps_per_dispatch > 1 and not input_on_device(config, info):
         raise ConfigError(
