@@ -15,11 +15,15 @@ promises where a stream can:
   rate schedule does not depend on the process count); each process takes the first
   ``steps * global_batch_size / P`` records of its epoch order. A process whose files hold fewer
   (the files differ by a few records) continues from the start of the same order.
-- Augmentation: torchvision's ``RandomResizedCrop(224)`` sampling
+- Augmentation (``resized_crop_view``): torchvision's ``RandomResizedCrop(224)`` sampling
   (``augment.sample_resized_crop``) from the JPEG header's size, then only the crop window is
-  decoded (``tf.image.decode_and_crop_jpeg``), resized (bilinear, antialiased) and flipped.
-  The draws of the example at position i of process p's epoch e are
-  ``stateless_uniform(fold_in(seed, 2, e, p, i))``.
+  decoded (``tf.image.decode_and_crop_jpeg``), resized (bilinear, antialiased where it
+  shrinks), rounded to uint8 and flipped. The draws of the example at position i of process
+  p's epoch e are ``stateless_uniform(fold_in(seed, 2, e, p, i))``.
+- Both streams yield uint8 images, as torchvision's PIL crops are: normalisation (and the
+  cast to the compute dtype) is the consumer's, inside its jitted step
+  (``transforms.normalize_batch``), which moves a quarter of float32's bytes to the device and
+  spends no host CPU on it.
 - Resume: step k is batch ``k % S`` of epoch ``k // S``; a stream started at step k skips the
   records before it (read, not decoded), so it equals the tail of an uninterrupted stream.
   The batches depend on the process count: resume with the same number of processes.
@@ -28,7 +32,8 @@ Evaluation reads every validation image exactly once over all processes: process
 p-th of P contiguous, near-equal ranges of the split (TFDS reads only the files of its range)
 in fixed batches of ``global_batch_size / P``; every process yields the same number of batches,
 the short ones padded, with "mask" False (image 0, label 0) on padding. Each image is decoded
-whole, resized (shorter side 256) and centre-cropped (224), as torchvision.
+whole and only its central 224x224 of the resize to shorter side 256 is computed
+(``center_crop_view``), as torchvision's ``Resize(256)`` + ``CenterCrop(224)``.
 """
 
 from figkd_jax import extras
@@ -51,7 +56,7 @@ from figkd_jax.data.pipeline import (
     _flip_if,
     _output_dtype,
 )
-from figkd_jax.data.registry import DatasetInfo, get_info, steps_per_epoch
+from figkd_jax.data.registry import DatasetInfo, ResizedCropFlip, get_info, steps_per_epoch
 from figkd_jax.data.sources import DataConfig, check_prepared
 
 # Files read at once, record by record: mixes the files of an epoch and keeps this many
@@ -146,10 +151,10 @@ def train_stream(
     dtype: str,
 ) -> TrainStream:
     """This process's train batches from global step ``start_step`` on; see the module
-    docstring. Yields {"image": [global_batch_size / P, 224, 224, 3] normalised, "label":
-    int32}."""
+    docstring. Yields {"image": uint8 [global_batch_size / P, 224, 224, 3], "label": int32};
+    ``dtype`` is only checked (the consumer normalises)."""
     local_batch = _check_sharding(global_batch_size, process_index, process_count, num_devices)
-    out_dtype = _output_dtype(dtype)
+    _output_dtype(dtype)
     info = get_info(config.name)
     builder = _builder(config)
     all_files = _split_files(builder, config.train_split)
@@ -166,7 +171,7 @@ def train_stream(
     start_epoch, start_offset = divmod(start_step, steps)
     base_seed = tf.constant([seed, 0], tf.int64)
     parse = _parser(builder)
-    crop = _crop_fn(info, out_dtype)
+    crop = _crop_fn(info)
     cycle_length = min(_CYCLE_FILES, len(files.paths))
 
     def epoch_examples(epoch):
@@ -206,28 +211,76 @@ def train_stream(
     return TrainStream(batches, num_examples, steps)
 
 
-def _crop_fn(info: DatasetInfo, out_dtype):
-    spec = info.augment
+def _crop_fn(info: DatasetInfo):
     num_draws = augment.RESIZED_CROP_FLIP_DRAWS
 
     def crop(example, draw_seed):
         draws = tf.random.stateless_uniform([num_draws], draw_seed, alg=_RNG_ALG)
-        shape = tf.image.extract_jpeg_shape(example["image"])
-        top, left, height, width = augment.sample_resized_crop(
-            draws, shape[0], shape[1], spec.scale, spec.ratio
-        )
-        window = tf.image.decode_and_crop_jpeg(
-            example["image"], tf.stack([top, left, height, width]), channels=3
-        )
-        image = augment.resized_crop(window, 0, 0, height, width, spec.crop_size)
-        image = _flip_if(image, tf.logical_and(draws[-1] < 0.5, spec.flip))
-        image.set_shape([spec.crop_size, spec.crop_size, 3])
         return {
-            "image": tf.cast(augment.normalize(image, info.mean, info.std), out_dtype),
+            "image": resized_crop_view(example["image"], draws, info.augment),
             "label": example["label"],
         }
 
     return crop
+
+
+def resized_crop_view(jpeg: tf.Tensor, draws: tf.Tensor, spec: ResizedCropFlip) -> tf.Tensor:
+    """torchvision's ``RandomResizedCrop`` + ``RandomHorizontalFlip`` of one JPEG by ``draws``
+    [augment.RESIZED_CROP_FLIP_DRAWS]: uint8 [crop_size, crop_size, 3].
+
+    Only the crop window is decoded. The resize is TensorFlow's bilinear, antialiased
+    (``augment.resized_crop``) where the window is larger than the output on either side; a
+    window that is only enlarged takes the plain bilinear resize, which computes the same
+    triangle weights (antialiasing widens them only when shrinking) at a fraction of the cost,
+    up to float32 rounding of the sample positions (0.01 grey levels:
+    tests/test_imagenet_data.py). The result is rounded to uint8, as PIL's resize is.
+    """
+    shape = tf.image.extract_jpeg_shape(jpeg)
+    top, left, height, width = augment.sample_resized_crop(
+        draws, shape[0], shape[1], spec.scale, spec.ratio
+    )
+    window = tf.image.decode_and_crop_jpeg(jpeg, tf.stack([top, left, height, width]), channels=3)
+    size = spec.crop_size
+    image = tf.cond(
+        (height <= size) & (width <= size),
+        lambda: tf.image.resize(window, [size, size], method="bilinear", antialias=False),
+        lambda: augment.resized_crop(window, 0, 0, height, width, size),
+    )
+    image = _flip_if(_round_to_uint8(image), tf.logical_and(draws[-1] < 0.5, spec.flip))
+    image.set_shape([size, size, 3])
+    return image
+
+
+def center_crop_view(image: tf.Tensor, spec: ResizedCropFlip) -> tf.Tensor:
+    """torchvision's ``Resize(eval_resize)`` + ``CenterCrop(crop_size)`` of a uint8 image [H, W,
+    3]: uint8 [crop_size, crop_size, 3].
+
+    Only the crop's pixels of the resize are computed: TensorFlow's antialiased bilinear
+    resize with the crop's offset as its translation, which is ``augment.resize_center_crop``
+    up to float32 rounding of the sample positions (0.01 grey levels:
+    tests/test_imagenet_data.py) at two thirds of its cost; then rounded to uint8, as PIL's
+    resize is.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    new_height, new_width, top, left = augment.center_crop_geometry(
+        height, width, spec.eval_resize, spec.crop_size
+    )
+    new_size = tf.cast(tf.stack([new_height, new_width]), tf.float32)
+    crop = tf.raw_ops.ScaleAndTranslate(
+        images=image[None],
+        size=[spec.crop_size, spec.crop_size],
+        scale=new_size / tf.cast(tf.stack([height, width]), tf.float32),
+        translation=-tf.cast(tf.stack([top, left]), tf.float32),
+        kernel_type="triangle",
+        antialias=True,
+    )[0]
+    crop = _round_to_uint8(crop)
+    crop.set_shape([spec.crop_size, spec.crop_size, 3])
+    return crop
+
+
+def _round_to_uint8(image: tf.Tensor) -> tf.Tensor:
+    return tf.saturate_cast(tf.round(image), tf.uint8)
 
 
 class EvalStream:
@@ -236,8 +289,10 @@ class EvalStream:
     same on every process."""
 
     def __init__(self, config: DataConfig, global_batch_size, process_index, process_count, dtype):
+        """``dtype`` is only checked: the batches' images are uint8 (the consumer
+        normalises)."""
         self._local_batch = _check_sharding(global_batch_size, process_index, process_count)
-        self._out_dtype = _output_dtype(dtype)
+        _output_dtype(dtype)
         self._info = get_info(config.name)
         self._builder = _builder(config)
         self.num_examples = self._builder.info.splits[config.eval_split].num_examples
@@ -249,21 +304,17 @@ class EvalStream:
         return self._batches
 
     def __iter__(self) -> Iterator[dict]:
-        spec, info = self._info.augment, self._info
+        spec = self._info.augment
 
         def prepare(example):
-            image = augment.resize_center_crop(
-                augment.decode_image(example["image"]), spec.eval_resize, spec.crop_size
-            )
-            image.set_shape([spec.crop_size, spec.crop_size, 3])
             return {
-                "image": tf.cast(augment.normalize(image, info.mean, info.std), self._out_dtype),
+                "image": center_crop_view(augment.decode_image(example["image"]), spec),
                 "label": tf.cast(example["label"], tf.int32),
                 "mask": tf.constant(True),
             }
 
         padding = {
-            "image": tf.zeros([*self._info.image_shape], self._out_dtype),
+            "image": tf.zeros([*self._info.image_shape], tf.uint8),
             "label": tf.constant(0, tf.int32),
             "mask": tf.constant(False),
         }

@@ -353,12 +353,8 @@ def _decoded_crop_batches(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("info", "dtype"))
-def _normalize_eval_batch(batch: dict, *, info: DatasetInfo, dtype: str) -> dict:
-    """A gathered eval batch with its uint8 images normalised (``transforms.normalize``) and
-    its padding's images 0."""
-    image = transforms.normalize(batch["image"], info.mean, info.std, dtype)
-    return {**batch, "image": jax.numpy.where(batch["mask"][:, None, None, None], image, 0)}
+# A gathered eval batch with its uint8 images normalised and its padding's images 0.
+_normalize_eval_batch = jax.jit(transforms.normalize_batch, static_argnames=("info", "dtype"))
 
 
 class EvalStream:
