@@ -232,8 +232,8 @@ def resized_crop_view(jpeg: tf.Tensor, draws: tf.Tensor, spec: ResizedCropFlip) 
     (``augment.resized_crop``) where the window is larger than the output on either side; a
     window that is only enlarged takes the plain bilinear resize, which computes the same
     triangle weights (antialiasing widens them only when shrinking) at a fraction of the cost,
-    up to float32 rounding of the sample positions (0.01 grey levels:
-    tests/test_imagenet_data.py). The result is rounded to uint8, as PIL's resize is.
+    up to float32 rounding of the sample positions (measured below 0.01 grey levels, bounded
+    in tests/test_imagenet_data.py). The result is rounded to uint8, as PIL's resize is.
     """
     shape = tf.image.extract_jpeg_shape(jpeg)
     top, left, height, width = augment.sample_resized_crop(
@@ -257,8 +257,8 @@ def center_crop_view(image: tf.Tensor, spec: ResizedCropFlip) -> tf.Tensor:
 
     Only the crop's pixels of the resize are computed: TensorFlow's antialiased bilinear
     resize with the crop's offset as its translation, which is ``augment.resize_center_crop``
-    up to float32 rounding of the sample positions (0.01 grey levels:
-    tests/test_imagenet_data.py) at two thirds of its cost; then rounded to uint8, as PIL's
+    up to float32 rounding of the sample positions (measured below 0.01 grey levels, bounded
+    in tests/test_imagenet_data.py) at about two thirds of its cost; then rounded to uint8, as PIL's
     resize is.
     """
     height, width = tf.shape(image)[0], tf.shape(image)[1]

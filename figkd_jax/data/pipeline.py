@@ -174,8 +174,10 @@ def train_stream(
     """Augmented train batches of this process, from global step ``start_step`` on, forever.
 
     Yields {"image": [global_batch_size // process_count, H, W, C] float32 (ml_dtypes bfloat16
-    when dtype="bfloat16"), normalised; "label": int32 [same]}. See the module docstring for
-    the order and the randomness; ``data_config`` is described in ``figkd_jax.data.sources``.
+    when dtype="bfloat16"), normalised; "label": int32 [same]}; imagenet2012's images are uint8
+    instead, which the step normalises (``transforms.normalize_batch``). See the module
+    docstring for the order and the randomness; ``data_config`` is described in
+    ``figkd_jax.data.sources``.
 
     With ``strong_view`` (MLKD; fixed-resolution datasets only), batches also hold the
     start of each example's strong view: "strong_image", uint8 [b, H, W, C], the example
@@ -469,7 +471,8 @@ def eval_stream(
     dtype: str = "float32",
 ) -> EvalStream:
     """This process's share of the eval split, padded to fixed batches; see ``EvalStream``
-    (for a streamed dataset, ``figkd_jax.data.imagenet.EvalStream``)."""
+    (for a streamed dataset, ``figkd_jax.data.imagenet.EvalStream``, whose images are uint8:
+    ``transforms.normalize_batch`` normalises them in the step)."""
     config = resolve(data_config)
     if get_info(config.name).streamed:
         from figkd_jax.data import imagenet  # imports this module
