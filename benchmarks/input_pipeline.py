@@ -21,10 +21,11 @@ on two photographs, per canvas size.
 ImageNet (``imagenet2012``) is streamed from its records (``figkd_jax.data.imagenet``), so its
 row times the real path: synthetic JPEGs of ImageNet's size distribution (``IMAGENET_SIZES``,
 quality 90) written as the two ILSVRC2012 archives, prepared by TFDS into a temporary data dir
-(not timed), then read, decoded-and-cropped and batched. It prints the CPU cores that the
-measured CPU ms per image need for a given image rate (``--imagenet_rates``). Its "+ strong
-view" row is the train stream of MLKD, which also crops each image's strong view (the
-RandAugment of that view runs on the accelerator, not here). Example:
+(not timed), then read, decoded-and-cropped and batched into the uint8 batches the host hands
+to the device (normalisation is the step's, on the device: not in this row). It prints the CPU
+cores that the measured CPU ms per image need for a given image rate (``--imagenet_rates``).
+Its "+ strong view" row is the train stream of MLKD, which also crops each image's strong view
+(the RandAugment of that view runs on the accelerator, not here). Example:
 
     python benchmarks/input_pipeline.py --datasets cifar100 stanford_dogs --steps 50
 """

@@ -4,7 +4,8 @@ assembles them: each process's padded batch is its shard of one global batch.
 
 The stand-in "classifier" is right where the image's mean pixel is its label's gray
 (tests/test_imagenet_data.py, up to JPEG rounding): on every real image, paired with its
-label. Usage:
+label. It sees the images as HostEval's step does, normalised on the device
+(``transforms.normalize_batch``). Usage:
 
   python tests/imagenet_eval_worker.py DATA_DIR OUT.json
       [--coordinator HOST:PORT --num_processes P --process_id I]
@@ -31,6 +32,7 @@ def main():
 
     worker_cli.join_runtime(args)
     from figkd_jax import data
+    from figkd_jax.data import transforms
     from figkd_jax.trainer.feeds import to_global
     from tests.test_imagenet_data import _gray
 
@@ -41,6 +43,7 @@ def main():
 
     @jax.jit
     def counts(batch):
+        batch = transforms.normalize_batch(batch, info)
         pixels = batch["image"] * jnp.asarray(info.std) + jnp.asarray(info.mean)
         level = pixels.mean(axis=(1, 2, 3)) * 255
         right = jnp.abs(level - grays[batch["label"]]) < 3

@@ -100,9 +100,10 @@ def textured(tmp_path_factory) -> ml_collections.ConfigDict:
 
 
 def _gray_levels(images: np.ndarray) -> np.ndarray:
-    info = data.get_info("imagenet2012")
-    pixels = images.astype(np.float32) * np.array(info.std) + np.array(info.mean)
-    return pixels.mean(axis=(1, 2, 3)) * 255
+    """Mean pixel of each uint8 image [B, H, W, C] (the streams leave normalisation to the
+    step)."""
+    assert images.dtype == np.uint8
+    return images.astype(np.float64).mean(axis=(1, 2, 3))
 
 
 def _train_batches(
@@ -144,7 +145,7 @@ def test_train_batches_carry_their_labels_and_cover_an_epoch(prepared):
     assert stream.steps_per_epoch == 6
     images = np.concatenate([b["image"] for b in batches])
     labels = np.concatenate([b["label"] for b in batches])
-    assert images.shape == (24, 224, 224, 3) and images.dtype == np.float32
+    assert images.shape == (24, 224, 224, 3) and images.dtype == np.uint8
     # A solid image stays solid through any crop, resize and flip (JPEG rounding aside).
     np.testing.assert_allclose(_gray_levels(images), [_gray(x) for x in labels], atol=3)
     assert sorted(labels.tolist()) == sorted(list(range(3)) * TRAIN_PER_CLASS)
@@ -360,3 +361,109 @@ def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, 
     assert (results["dataset"], results["model"]) == ("imagenet2012", "resnet18_imagenet")
     assert results["epochs_done"] == 1 and 0 <= results["last_top1"] <= 1
     assert results["teacher_eval"] is not None  # the teacher evaluated over the split too
+
+
+# The cheaper resizes (plain bilinear for an enlarged window, only the crop's pixels of the
+# eval resize) compute TensorFlow's antialiased triangle weights from sample positions
+# rounded differently in float32: a position up to 520 moves by a few ulps (2^-14 each), a
+# weight by as much, an output pixel (a sum of at most 2 / scale weights times pixels <= 255,
+# weights summing to 1) by at most about 8 * 2^-14 * 255 = 0.12 grey levels; measured on noise
+# images (the worst case: neighbours 255 apart), below 0.01.
+RESIZE_POSITION_ROUNDING = 0.12
+# Rounding to uint8 (as PIL's resize does) moves a pixel by at most half a grey level.
+UINT8_ROUNDING = 0.5
+
+
+def _noise_jpeg(height: int, width: int, seed: int) -> tuple[bytes, np.ndarray]:
+    """A quality-95 JPEG of uniform noise and its pixels as TensorFlow decodes them."""
+    import tensorflow as tf
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(buffer, format="JPEG", quality=95)
+    encoded = buffer.getvalue()
+    return encoded, tf.io.decode_jpeg(encoded, channels=3).numpy()
+
+
+def test_train_view_is_the_antialiased_float_crop_rounded_to_uint8():
+    """resized_crop_view against the crop it replaces (decode the window, antialiased resize
+    in float32, flip), for windows that shrink, that are enlarged, and that do both."""
+    import tensorflow as tf
+
+    from figkd_jax.data import augment
+
+    spec = data.get_info("imagenet2012").augment
+    sizes = [(300, 420), (375, 500), (180, 150), (500, 210)]
+    enlarged = shrunk = 0
+    for seed, (height, width) in enumerate(sizes):
+        encoded, _ = _noise_jpeg(height, width, seed)
+        draws = tf.random.stateless_uniform(
+            [12, augment.RESIZED_CROP_FLIP_DRAWS], [seed, 0], alg="philox"
+        )
+        for row in draws:
+            top, left, crop_h, crop_w = augment.sample_resized_crop(
+                row, height, width, spec.scale, spec.ratio
+            )
+            window = tf.image.decode_and_crop_jpeg(
+                encoded, tf.stack([top, left, crop_h, crop_w]), channels=3
+            )
+            expected = augment.resized_crop(window, 0, 0, crop_h, crop_w, spec.crop_size)
+            if row[-1] < 0.5:
+                expected = expected[:, ::-1]
+            got = imagenet.resized_crop_view(tf.constant(encoded), row, spec)
+            assert got.dtype == tf.uint8 and got.shape == (224, 224, 3)
+            np.testing.assert_allclose(
+                got.numpy(), expected, rtol=0, atol=UINT8_ROUNDING + RESIZE_POSITION_ROUNDING
+            )
+            small = int(crop_h) <= 224 and int(crop_w) <= 224
+            enlarged, shrunk = enlarged + small, shrunk + (not small)
+    assert enlarged >= 5 and shrunk >= 5  # both resize paths checked
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (333, 500), (257, 256), (700, 230)])
+def test_eval_view_is_torchvisions_resize_and_center_crop(size):
+    """center_crop_view (only the crop's pixels of the resize) against the whole resize then
+    the crop (augment.resize_center_crop, pinned to torchvision's geometry in
+    tests/test_data_decoded.py), on non-square noise, where a box one pixel off changes most
+    pixels."""
+    import tensorflow as tf
+
+    from figkd_jax.data import augment
+
+    spec = data.get_info("imagenet2012").augment
+    width, height = size
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), np.uint8)
+    expected = augment.resize_center_crop(tf.constant(pixels), spec.eval_resize, spec.crop_size)
+    got = imagenet.center_crop_view(tf.constant(pixels), spec)
+    assert got.dtype == tf.uint8 and got.shape == (224, 224, 3)
+    np.testing.assert_allclose(
+        got.numpy(), expected, rtol=0, atol=UINT8_ROUNDING + RESIZE_POSITION_ROUNDING
+    )
+
+
+def test_the_step_normalises_uint8_batches_as_the_host_did(prepared):
+    """transforms.normalize_batch (in the step, on the device) of an eval batch: the
+    normalised uint8 pixels (the other pipelines' lookup table), padding 0; a float batch
+    (normalised on the host) passes unchanged."""
+    import jax
+
+    from figkd_jax.data import augment, transforms
+
+    info = data.get_info("imagenet2012")
+    batch = list(data.eval_stream(prepared, global_batch_size=4))[-1]  # 7 images: 1 padding
+    assert batch["image"].dtype == np.uint8 and not batch["mask"].all()
+    for dtype in ("float32", "bfloat16"):
+        normalised = jax.jit(transforms.normalize_batch, static_argnums=(1, 2))(batch, info, dtype)
+        image = np.asarray(normalised["image"])
+        assert image.dtype == transforms.compute_dtype(dtype)
+        host = augment.normalize(batch["image"], info.mean, info.std).numpy()
+        mask = batch["mask"]
+        # The table's values are x * scale + shift rounded after each operation, as
+        # TensorFlow's host normalisation computes them; bfloat16 keeps 8 bits of them.
+        tolerance = 0 if dtype == "float32" else 2.0**-8 * np.abs(host).max()
+        np.testing.assert_allclose(
+            image[mask].astype(np.float32), host[mask], rtol=0, atol=tolerance
+        )
+        assert not image[~mask].any()
+    floats = {"image": np.ones((2, 4, 4, 3), np.float32), "label": np.zeros(2, np.int32)}
+    assert transforms.normalize_batch(floats, info)["image"] is floats["image"]

@@ -92,12 +92,22 @@ def resized_crop(image: tf.Tensor, top, left, crop_height, crop_width, size: int
 
 
 def resize_center_crop(image: tf.Tensor, resize: int, crop: int) -> tf.Tensor:
-    """torchvision ``Resize(resize)`` + ``CenterCrop(crop)``: [H, W, C] -> [crop, crop, C] float32.
+    """torchvision ``Resize(resize)`` + ``CenterCrop(crop)``: [H, W, C] -> [crop, crop, C] float32,
+    with ``center_crop_geometry``."""
+    new_height, new_width, top, left = center_crop_geometry(
+        tf.shape(image)[0], tf.shape(image)[1], resize, crop
+    )
+    resized = tf.image.resize(image, [new_height, new_width], method="bilinear", antialias=True)
+    return resized[top : top + crop, left : left + crop]
+
+
+def center_crop_geometry(height: tf.Tensor, width: tf.Tensor, resize: int, crop: int):
+    """(resized height, resized width, crop top, crop left), int32 scalars, of torchvision's
+    ``Resize(resize)`` + ``CenterCrop(crop)`` of an image [height, width].
 
     The shorter side becomes ``resize`` and the longer ``int(resize * long / short)``
     (truncated, as torchvision); the crop starts at ``round((side - crop) / 2)``.
     """
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
     short = tf.cast(tf.minimum(height, width), tf.float64)
     new_height = tf.where(
         height <= width, resize, tf.cast(resize * tf.cast(height, tf.float64) / short, tf.int32)
@@ -105,10 +115,9 @@ def resize_center_crop(image: tf.Tensor, resize: int, crop: int) -> tf.Tensor:
     new_width = tf.where(
         width < height, resize, tf.cast(resize * tf.cast(width, tf.float64) / short, tf.int32)
     )
-    resized = tf.image.resize(image, [new_height, new_width], method="bilinear", antialias=True)
     top = tf.cast(tf.round(tf.cast(new_height - crop, tf.float64) / 2), tf.int32)
     left = tf.cast(tf.round(tf.cast(new_width - crop, tf.float64) / 2), tf.int32)
-    return resized[top : top + crop, left : left + crop]
+    return new_height, new_width, top, left
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:

@@ -174,8 +174,10 @@ def train_stream(
     """Augmented train batches of this process, from global step ``start_step`` on, forever.
 
     Yields {"image": [global_batch_size // process_count, H, W, C] float32 (ml_dtypes bfloat16
-    when dtype="bfloat16"), normalised; "label": int32 [same]}. See the module docstring for
-    the order and the randomness; ``data_config`` is described in ``figkd_jax.data.sources``.
+    when dtype="bfloat16"), normalised; "label": int32 [same]}; imagenet2012's images are uint8
+    instead, which the step normalises (``transforms.normalize_batch``). See the module
+    docstring for the order and the randomness; ``data_config`` is described in
+    ``figkd_jax.data.sources``.
 
     With ``strong_view`` (MLKD; fixed-resolution datasets here, imagenet2012 in
     ``imagenet.train_stream``), batches also hold the start of each example's strong view:
@@ -355,12 +357,8 @@ def _decoded_crop_batches(
     )
 
 
-@functools.partial(jax.jit, static_argnames=("info", "dtype"))
-def _normalize_eval_batch(batch: dict, *, info: DatasetInfo, dtype: str) -> dict:
-    """A gathered eval batch with its uint8 images normalised (``transforms.normalize``) and
-    its padding's images 0."""
-    image = transforms.normalize(batch["image"], info.mean, info.std, dtype)
-    return {**batch, "image": jax.numpy.where(batch["mask"][:, None, None, None], image, 0)}
+# A gathered eval batch with its uint8 images normalised and its padding's images 0.
+_normalize_eval_batch = jax.jit(transforms.normalize_batch, static_argnames=("info", "dtype"))
 
 
 class EvalStream:
@@ -475,7 +473,8 @@ def eval_stream(
     dtype: str = "float32",
 ) -> EvalStream:
     """This process's share of the eval split, padded to fixed batches; see ``EvalStream``
-    (for a streamed dataset, ``figkd_jax.data.imagenet.EvalStream``)."""
+    (for a streamed dataset, ``figkd_jax.data.imagenet.EvalStream``, whose images are uint8:
+    ``transforms.normalize_batch`` normalises them in the step)."""
     config = resolve(data_config)
     if get_info(config.name).streamed:
         from figkd_jax.data import imagenet  # imports this module

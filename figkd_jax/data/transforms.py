@@ -57,6 +57,24 @@ def normalize(images: jax.Array, mean, std, dtype: str = "float32") -> jax.Array
     return values.astype(compute_dtype(dtype))
 
 
+def normalized_images(images: jax.Array, info: DatasetInfo, dtype: str = "float32") -> jax.Array:
+    """Images of a host batch as a model takes them: uint8 (the streams that leave
+    normalisation to the step, ImageNet's) through ``normalize`` in ``dtype``; float (normalised
+    on the host) as they are. For jit: the choice is made from the dtype, at trace time."""
+    if images.dtype != jnp.uint8:
+        return images
+    return normalize(images, info.mean, info.std, dtype)
+
+
+def normalize_batch(batch: dict, info: DatasetInfo, dtype: str = "float32") -> dict:
+    """``batch`` with its "image" through ``normalized_images``; where "mask" is False
+    (padding of an eval batch) the normalised image is 0, as the host pipelines yield it."""
+    image = normalized_images(batch["image"], info, dtype)
+    if "mask" in batch and image is not batch["image"]:
+        image = jnp.where(batch["mask"][:, None, None, None], image, 0)
+    return {**batch, "image": image}
+
+
 def sample_pad_crop_flip(draws: jax.Array, pad: int, flip: bool):
     """Draws float32 [B, 3] in [0, 1) -> row offsets [B] int32, column offsets [B] int32, flips [B].
 

@@ -246,12 +246,18 @@ def plot_bands(
     import jax
 
     from figkd_jax import data
+    from figkd_jax.data import transforms
 
     teacher, data_config = band_teacher(
         source, dataset=dataset, default_dataset=default_dataset, data_dir=data_dir
     )
     batch = next(iter(data.eval_stream(data_config, global_batch_size=num_examples)))
-    apply = jax.jit(lambda v, images: teacher.model.apply(v, images, train=False))
+    info = data.get_info(data_config.name)
+    apply = jax.jit(
+        lambda v, images: teacher.model.apply(
+            v, transforms.normalized_images(images, info), train=False
+        )
+    )
     logits = np.asarray(apply(teacher.variables, batch["image"]))
     order_name, permutation = class_order or ("index", np.arange(logits.shape[-1]))
     permutation = np.asarray(permutation)

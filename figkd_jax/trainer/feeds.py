@@ -48,8 +48,12 @@ class HostInput:
             dtype=config.dtype,
             strong_view=methods.get(config.method.name).needs_strong_view,
         )
+        info, dtype = run.info, config.dtype
+        # A stream may yield uint8 images (ImageNet's): normalised here, on the device.
         self._step = jax.jit(
-            one_step,
+            lambda state, batch, teacher_vars: one_step(
+                state, transforms.normalize_batch(batch, info, dtype), teacher_vars
+            ),
             in_shardings=(run.replicated, run.batch_sharded, run.replicated),
             out_shardings=(run.replicated, run.replicated),
             donate_argnums=(0,),
@@ -112,8 +116,11 @@ class HostEval:
 
     def __init__(self, run: Run):
         self._run = run
+        info, dtype = run.info, run.config.dtype
         self._step = jax.jit(
-            lambda v, b, t, model, teacher: eval_step(v, b, t, model=model, teacher=teacher),
+            lambda v, b, t, model, teacher: eval_step(
+                v, transforms.normalize_batch(b, info, dtype), t, model=model, teacher=teacher
+            ),
             static_argnums=(3, 4),
             in_shardings=(run.replicated, run.batch_sharded, run.replicated),
             out_shardings=run.replicated,
@@ -186,7 +193,10 @@ def split_logits(
     config = ml_collections.ConfigDict(data_config.to_dict())
     config.eval_split = split
     process_index, process_count = (jax.process_index(), jax.process_count()) if run else (0, 1)
-    apply = lambda v, images: model.apply(v, images, train=False).astype(jnp.float32)
+    info = data.get_info(config.name)
+    apply = lambda v, images: model.apply(
+        v, transforms.normalized_images(images, info), train=False
+    ).astype(jnp.float32)
     if run is not None:
         apply = jax.jit(
             apply,
