@@ -211,11 +211,9 @@ def test_strong_view_is_deterministic_and_resumes_exactly(prepared):
 def test_strong_view_is_another_crop_of_the_same_image(textured):
     """On noise images (a solid gray hides the crop): the strong view's crop and flip are not
     the weak view's; each is the same image's pixels (its gray-level statistics)."""
-    info = data.get_info("imagenet2012")
     _, batches = _train_batches(textured, 2, strong_view=True, batch=2)
     for batch in batches:
-        weak = np.asarray(batch["image"], np.float32) * np.array(info.std) + np.array(info.mean)
-        weak = np.clip(np.round(weak * 255), 0, 255)
+        weak = batch["image"].astype(np.float32)
         strong = batch["strong_image"].astype(np.float32)
         for w, s in zip(weak, strong, strict=True):
             assert np.abs(w - s).mean() > 5  # another window, resampled differently
