@@ -260,17 +260,17 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
 
 @pytest.mark.slow
 def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path):
-    """configs/imagenet.py as launched, with a converted torchvision-layout teacher: one epoch
+    """configs/imagenet.py as launched, with a converted torchvision teacher: one epoch
     (3 steps of 8) and its evaluation over every validation image."""
     torch = pytest.importorskip("torch")
-    from benchmarks.torch_models import TORCH_MODELS
+    torchvision = pytest.importorskip("torchvision")
     from configs import imagenet as imagenet_config
     from figkd_jax.tools import convert_torch
     from figkd_jax.trainer import train
 
     torch.manual_seed(0)
     pth = str(tmp_path / "resnet34.pth")
-    torch.save(TORCH_MODELS["resnet34_imagenet"](1000).state_dict(), pth)
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), pth)
     convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
     config = imagenet_config.get_config("teacher=resnet34,student=resnet18,method=dkd")
     config.dataset.data_dir = prepared.data_dir
