@@ -9,6 +9,7 @@ references' descriptions: what a reference checkpoint's state dict looks like.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import jax
@@ -26,48 +27,29 @@ from figkd_jax.tools import convert_torch  # noqa: E402
 from figkd_jax.trainer import checkpoints, run_setup  # noqa: E402
 from tests import tolerances  # noqa: E402
 from tests.test_models import PROTOCOL_PARAM_COUNTS  # noqa: E402
+from tests.torch_references import (  # noqa: E402
+    torch_logits,
+    torchvision_references,
+    with_realistic_batch_norms,
+)
 
 # The teachers' input size: with it the stem's stride and padding, the max-pool's and the last
 # stage's 7x7 pooling all act as in ImageNet training (about 9 s per model on 2 CPU cores).
 IMAGENET_SIZE = 224
 
 
-def _torchvision():
-    # A test dependency (requirements-test.txt); absent only where just torch is installed.
-    return pytest.importorskip("torchvision", reason="torchvision is not installed")
-
-
-def _with_realistic_batch_norms(model: nn.Module, image_size: int) -> nn.Module:
-    """``model`` in eval mode with random BN affine parameters and realistic BN statistics.
-
-    The statistics are those of one training-mode pass over random images, then perturbed: like
-    a trained network's, they centre and scale every channel, so that the logits depend on the
-    input through every layer (with arbitrary statistics a deep random network's logits are
-    nearly constant and a comparison would barely test the convolutions), and eval-mode BN
-    (running statistics, not the batch's) is what the comparison exercises.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for bn in norms:
-            bn.weight.uniform_(0.5, 1.5)
-            bn.bias.normal_(0.0, 0.1)
-            bn.momentum = None  # Running statistics = those of the (single) pass.
-        model.train()(torch.randn(4, 3, image_size, image_size))
-        for bn in norms:
-            bn.running_mean.add_(0.1 * bn.running_var.sqrt() * torch.randn_like(bn.running_mean))
-            bn.running_var.mul_(torch.empty_like(bn.running_var).uniform_(0.8, 1.25))
-    return model.eval()
-
-
 def _random_torch_model(name: str, num_classes: int, seed: int = 0) -> nn.Module:
     """``benchmarks/torch_models.py``'s ``name``, random, with realistic BN statistics."""
     torch.manual_seed(seed)
-    return _with_realistic_batch_norms(TORCH_MODELS[name](num_classes), image_size=32)
+    return with_realistic_batch_norms(TORCH_MODELS[name](num_classes), image_size=32)
 
 
-def _torch_logits(model: nn.Module, images_nhwc: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return model(torch.from_numpy(images_nhwc).permute(0, 3, 1, 2)).numpy()
+@pytest.fixture(scope="module")
+def torchvision_models(tmp_path_factory):
+    """Directory of tests/torch_references.py's files for torchvision's ImageNet ResNets."""
+    out = tmp_path_factory.mktemp("torchvision")
+    torchvision_references(out, "resnet18", "resnet34", "resnet50", image_size=IMAGENET_SIZE)
+    return out
 
 
 def _restore(directory: str):
@@ -117,7 +99,7 @@ def test_converted_teacher_reproduces_pytorch_logits(tmp_path, name, layout):
     assert meta["model"] == name and meta["num_classes"] == 100  # Inferred from the classifier.
     assert meta["source"].endswith(f"{name}.pth")
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
-    expected = _torch_logits(torch_model, images)
+    expected = torch_logits(torch_model, images)
     # Op by op: XLA compiles each distinct op once for all models, faster on CPU than compiling
     # each deep network whole.
     actual = np.asarray(model.apply(variables, images, train=False))
@@ -147,26 +129,21 @@ def test_mobilenetv1_transcription_has_the_reference_parameter_count():
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])
-def test_torchvision_resnets_have_the_zoo_parameter_counts(name):
-    torch_model = getattr(_torchvision().models, name)(weights=None)
+def test_torchvision_resnets_have_the_zoo_parameter_counts(torchvision_models, name):
+    theirs = json.loads((torchvision_models / f"{name}.json").read_text())["num_parameters"]
     flax_model = models.create(f"{name}_imagenet", num_classes=1000)
     shapes = jax.eval_shape(
         lambda: flax_model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     )
-    theirs = sum(p.numel() for p in torch_model.parameters())
     assert models.count_params(shapes["params"]) == theirs
     assert theirs == PROTOCOL_PARAM_COUNTS[f"{name}_imagenet"]  # docs/protocol.md's count
 
 
 @pytest.mark.parametrize("name", ["resnet34", "resnet50"])
-def test_torchvision_teachers_convert_to_equal_logits(tmp_path, name):
+def test_torchvision_teachers_convert_to_equal_logits(torchvision_models, tmp_path, name):
     """A randomly initialised torchvision ResNet saved as torchvision's downloads are (a bare
     state dict), converted with the command a user runs, gives torchvision's logits."""
-    torch.manual_seed(0)
-    torch_model = getattr(_torchvision().models, name)(weights=None)
-    torch_model = _with_realistic_batch_norms(torch_model, image_size=IMAGENET_SIZE)
-    pth = str(tmp_path / f"{name}-random.pth")
-    torch.save(torch_model.state_dict(), pth)
+    pth = str(torchvision_models / f"{name}.pth")
     out = str(tmp_path / "teacher")
 
     convert_torch.main(
@@ -176,14 +153,11 @@ def test_torchvision_teachers_convert_to_equal_logits(tmp_path, name):
     meta, model, variables = _restore(out)
     assert meta["num_classes"] == 1000 and meta["dataset"] == "imagenet2012"
     # Every state-dict entry but the BN step counters is one Flax leaf, and nothing else is.
-    mapped = {convert_torch.flax_path(k, v.ndim) for k, v in torch_model.state_dict().items()}
+    state_dict = convert_torch.load_torch_state_dict(pth)
+    mapped = {convert_torch.flax_path(k, np.ndim(v)) for k, v in state_dict.items()}
     assert mapped - {None} == set(traverse_util.flatten_dict(variables))
-    images = (
-        np.random.default_rng(0)
-        .normal(size=(2, IMAGENET_SIZE, IMAGENET_SIZE, 3))
-        .astype(np.float32)
-    )
-    expected = _torch_logits(torch_model, images)
+    images = np.load(torchvision_models / "images.npy")
+    expected = np.load(torchvision_models / f"{name}-logits.npy")
     actual = np.asarray(model.apply(variables, images, train=False))
     # Logits that spread over the classes and depend on the input by far more than the
     # tolerance (std 0.6-0.8, max 2-3 here), so that every layer matters.
@@ -287,7 +261,7 @@ def test_dataset_option_checks_classes_and_the_trainer_loads_the_teacher(tmp_pat
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(
         teacher.model.apply(teacher.variables, images, train=False),
-        _torch_logits(torch_model, images),
+        torch_logits(torch_model, images),
         rtol=0,
         atol=1e-4,
     )
@@ -314,7 +288,7 @@ def test_reads_and_writes_cloud_storage(gcs, tmp_path):
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(
         model.apply(variables, images, train=False),
-        _torch_logits(torch_model, images),
+        torch_logits(torch_model, images),
         rtol=0,
         atol=1e-4,  # as in the tests above
     )

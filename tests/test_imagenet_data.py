@@ -262,15 +262,14 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
 def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path):
     """configs/imagenet.py as launched, with a converted torchvision teacher: one epoch
     (3 steps of 8) and its evaluation over every validation image."""
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torch")
     from configs import imagenet as imagenet_config
     from figkd_jax.tools import convert_torch
     from figkd_jax.trainer import train
+    from tests.torch_references import torchvision_references
 
-    torch.manual_seed(0)
+    torchvision_references(str(tmp_path), "resnet34")
     pth = str(tmp_path / "resnet34.pth")
-    torch.save(torchvision.models.resnet34(weights=None).state_dict(), pth)
     convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
     config = imagenet_config.get_config("teacher=resnet34,student=resnet18,method=dkd")
     config.dataset.data_dir = prepared.data_dir
