@@ -1,9 +1,10 @@
 """Compact PyTorch models in the reference layouts (module names and computations of
-mdistiller's CIFAR ResNet, ResNet-v2 with CIFAR stem, WRN, VGG-BN and ImageNet MobileNetV1, and
-torchvision's ImageNet ResNet), written from the references' descriptions.
+mdistiller's CIFAR ResNet, ResNet-v2 with CIFAR stem, WRN, VGG-BN, TinyImageNet MobileNetV2 and
+ImageNet MobileNetV1), written from the references' descriptions.
 
 Their state dicts look like the reference checkpoints' (``tests/test_convert_torch.py`` converts
 them), and ``benchmarks/torch_step.py`` times the distillation step with them. NCHW inputs.
+torchvision's ImageNet ResNets are not here: the tests build them with torchvision itself.
 """
 
 from __future__ import annotations
@@ -59,17 +60,11 @@ def _projection(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class ResNet(nn.Module):
-    """3x3 stem (``imagenet_stem``: torchvision's 7x7 stride-2 conv and 3x3 stride-2 max-pool),
-    stages of ``(planes, blocks, stride)``, global average pool, linear ``head``."""
+    """3x3 stem, stages of ``(planes, blocks, stride)``, global average pool, linear ``head``."""
 
-    def __init__(self, block, stem, stages, shortcut_name, head, num_classes, imagenet_stem=False):
+    def __init__(self, block, stem, stages, shortcut_name, head, num_classes):
         super().__init__()
-        if imagenet_stem:
-            self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        else:
-            self.conv1, self.maxpool = _conv(3, stem, 3), nn.Identity()
-        self.bn1 = nn.BatchNorm2d(stem)
+        self.conv1, self.bn1 = _conv(3, stem, 3), nn.BatchNorm2d(stem)
         cin = stem
         for index, (planes, num_blocks, stride) in enumerate(stages, start=1):
             blocks = []
@@ -81,7 +76,7 @@ class ResNet(nn.Module):
         setattr(self, head, nn.Linear(cin, num_classes))
 
     def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = F.relu(self.bn1(self.conv1(x)))
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{index}")(x)
         return getattr(self, self.head)(x.mean((2, 3)))
@@ -229,11 +224,6 @@ class MobileNetV1(nn.Module):
         return self.fc(self.model(x).mean((2, 3)))
 
 
-def _torchvision_resnet(block, blocks: tuple[int, ...], num_classes: int) -> nn.Module:
-    stages = [(64 * 2**i, n, 1 if i == 0 else 2) for i, n in enumerate(blocks)]
-    return ResNet(block, 64, stages, "downsample", "fc", num_classes, imagenet_stem=True)
-
-
 def _cifar_resnet(depth: int, widths: tuple[int, int, int, int], num_classes: int) -> nn.Module:
     n = (depth - 2) // 6
     stages = [(widths[1], n, 1), (widths[2], n, 2), (widths[3], n, 2)]
@@ -255,7 +245,4 @@ TORCH_MODELS = {
     "vgg13": lambda c: VGG(VGG_CONFIGS[13], c),
     "mobilenetv2_tin": MobileNetV2TinyImageNet,
     "mobilenetv1": MobileNetV1,
-    "resnet18_imagenet": lambda c: _torchvision_resnet(BasicBlock, (2, 2, 2, 2), c),
-    "resnet34_imagenet": lambda c: _torchvision_resnet(BasicBlock, (3, 4, 6, 3), c),
-    "resnet50_imagenet": lambda c: _torchvision_resnet(Bottleneck, (3, 4, 6, 3), c),
 }

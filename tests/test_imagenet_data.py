@@ -337,18 +337,17 @@ def test_evaluation_in_two_processes_counts_every_image_once(prepared, tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dkd", "mlkd"])
 def test_the_imagenet_config_trains_and_evaluates_on_the_tiny_archive(prepared, tmp_path, method):
-    """configs/imagenet.py as launched, with a converted torchvision-layout teacher: one epoch
+    """configs/imagenet.py as launched, with a converted torchvision teacher: one epoch
     (3 steps of 8) and its evaluation over every validation image; mlkd also through its
     strong view (host crop, RandAugment on device)."""
-    torch = pytest.importorskip("torch")
-    from benchmarks.torch_models import TORCH_MODELS
+    pytest.importorskip("torch")
     from configs import imagenet as imagenet_config
     from figkd_jax.tools import convert_torch
     from figkd_jax.trainer import train
+    from tests.torch_references import torchvision_references
 
-    torch.manual_seed(0)
+    torchvision_references(str(tmp_path), "resnet34")
     pth = str(tmp_path / "resnet34.pth")
-    torch.save(TORCH_MODELS["resnet34_imagenet"](1000).state_dict(), pth)
     convert_torch.main([pth, "--model", "resnet34_imagenet", "--out", str(tmp_path / "teacher")])
     config = imagenet_config.get_config(f"teacher=resnet34,student=resnet18,method={method}")
     config.dataset.data_dir = prepared.data_dir
