@@ -127,3 +127,64 @@ def test_variable_resolution_datasets_are_refused():
     info = get_info("stanford_dogs")
     with pytest.raises(ValueError, match="needs a fixed-resolution dataset"):
         transforms.train_batch(jnp.zeros((1, 8, 8, 3), jnp.uint8), jnp.zeros(1), None, info=info)
+
+
+def test_train_batch_is_its_datasets_augmentation_then_normalisation():
+    # Each part is tested against its reference above; this pins how train_batch wires them:
+    # which draws go where, the dataset's parameters, the strong view's own draws.
+    from figkd_jax.data.randaugment import STRONG_VIEW_DRAWS
+    from figkd_jax.data.registry import get_info
+
+    cifar, tiny = get_info("cifar100"), get_info("tiny_imagenet")
+    rng = np.random.default_rng(5)
+    images = rng.integers(1, 256, (8, 9, 9, 3), dtype=np.uint8)
+    labels = np.arange(8, dtype=np.int32)
+    draws = rng.random((8, transforms.PAD_CROP_FLIP_DRAWS), np.float32)
+    strong_draws = rng.random((8, STRONG_VIEW_DRAWS), np.float32)
+    rotation_draws = rng.random((8, rotation.ROTATE_FLIP_DRAWS), np.float32)
+    affine = rotation.affine_from_draws(rotation_draws[:, 0], tiny.augment.degrees, 9, 9)
+
+    @jax.jit
+    def batches(images, labels, draws, strong_draws, rotation_draws, affine):
+        return {
+            "cifar": transforms.train_batch(
+                images, labels, draws, strong_draws=strong_draws, info=cifar
+            ),
+            "cifar_bf16": transforms.train_batch(
+                images, labels, draws, info=cifar, dtype="bfloat16"
+            ),
+            "tiny": transforms.train_batch(
+                images, labels, rotation_draws, affine=affine, info=tiny
+            ),
+        }
+
+    got = batches(images, labels, draws, strong_draws, rotation_draws, affine)
+    rows, cols, flips = transforms.sample_pad_crop_flip(draws, 4, True)
+    cropped = transforms.pad_crop_flip(images, rows, cols, flips, 4)
+    expected_cifar = transforms.normalize(cropped, cifar.mean, cifar.std)
+    strong = transforms.pad_crop_flip(
+        images, *transforms.sample_pad_crop_flip(strong_draws, 4, True), 4
+    )
+    rotated = transforms.rotate_flip(images, affine, transforms.sample_flips(rotation_draws, True))
+    assert sorted(got["cifar"]) == ["image", "label", "strong_draws", "strong_image"]
+    np.testing.assert_array_equal(got["cifar"]["image"], expected_cifar)
+    np.testing.assert_array_equal(got["cifar"]["strong_image"], strong)
+    np.testing.assert_array_equal(got["cifar"]["strong_draws"], strong_draws)
+    assert (
+        got["cifar_bf16"]["image"].dtype == jnp.bfloat16 and "strong_image" not in got["cifar_bf16"]
+    )
+    np.testing.assert_array_equal(
+        got["cifar_bf16"]["image"], np.asarray(expected_cifar).astype(jnp.bfloat16)
+    )
+    assert sorted(got["tiny"]) == ["image", "label"]
+    np.testing.assert_array_equal(
+        got["tiny"]["image"], transforms.normalize(rotated, tiny.mean, tiny.std)
+    )
+    for batch in got.values():
+        np.testing.assert_array_equal(batch["label"], labels)
+    # The draws tell rows from columns and flip some of the images, not all.
+    assert not np.array_equal(rows, cols) and 0 < np.sum(flips) < len(flips)
+    with pytest.raises(ValueError, match="a strong view \\(MLKD\\) needs a pad-crop-flip dataset"):
+        transforms.train_batch(
+            images, labels, rotation_draws, affine=affine, strong_draws=strong_draws, info=tiny
+        )
