@@ -15,7 +15,8 @@ from figkd_jax.data import rotation, transforms
 
 def test_pad_crop_flip_offsets_cover_exactly_the_padded_range():
     draws = np.random.default_rng(0).random((4000, transforms.PAD_CROP_FLIP_DRAWS), np.float32)
-    draws[:2] = [[0.0, 0.0, 0.0], [np.nextafter(np.float32(1), 0)] * 3]
+    # The ends of the range, and a flip draw of exactly 1/2: torchvision flips when u < 1/2.
+    draws[:3] = [[0.0, 0.0, 0.0], [np.nextafter(np.float32(1), 0)] * 3, [0.5, 0.5, 0.5]]
     rows, cols, flips = transforms.sample_pad_crop_flip(jnp.asarray(draws), pad=4, flip=True)
     assert sorted(set(np.asarray(rows))) == list(range(9))
     assert sorted(set(np.asarray(cols))) == list(range(9))
@@ -76,9 +77,10 @@ def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.nda
 
 def _rotation_draws(count: int, seed: int) -> np.ndarray:
     draws = np.random.default_rng(seed).random((count, rotation.ROTATE_FLIP_DRAWS), np.float32)
-    # The ends of the angle range, no rotation (which PIL special-cases), each with both flips.
+    # The ends of the angle range, no rotation (which PIL special-cases), each with a flip and
+    # with a flip draw of exactly 1/2, which does not flip (torchvision flips when u < 1/2).
     edges = [0.0, 0.5, np.nextafter(np.float32(1), 0)]
-    draws[: 2 * len(edges)] = [[u, f] for u in edges for f in (0.25, 0.75)]
+    draws[: 2 * len(edges)] = [[u, f] for u in edges for f in (0.25, 0.5)]
     return draws
 
 
