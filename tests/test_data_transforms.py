@@ -14,14 +14,18 @@ from figkd_jax.data import rotation, transforms
 
 
 def test_pad_crop_flip_offsets_cover_exactly_the_padded_range():
-    draws = np.random.default_rng(0).random((4000, transforms.PAD_CROP_FLIP_DRAWS), np.float32)
+    # One column more than it reads, as in the strong view (train_batch passes its longer rows):
+    # only the first PAD_CROP_FLIP_DRAWS count.
+    draws = np.random.default_rng(0).random((4000, transforms.PAD_CROP_FLIP_DRAWS + 1), np.float32)
     # The ends of the range, and a flip draw of exactly 1/2: torchvision flips when u < 1/2.
-    draws[:3] = [[0.0, 0.0, 0.0], [np.nextafter(np.float32(1), 0)] * 3, [0.5, 0.5, 0.5]]
+    draws[:3] = [[0.0, 0.0, 0.0, 0.9], [np.nextafter(np.float32(1), 0)] * 4, [0.5, 0.5, 0.5, 0.1]]
     rows, cols, flips = transforms.sample_pad_crop_flip(jnp.asarray(draws), pad=4, flip=True)
+    assert rows.dtype == cols.dtype == jnp.int32  # offsets for dynamic_slice
     assert sorted(set(np.asarray(rows))) == list(range(9))
     assert sorted(set(np.asarray(cols))) == list(range(9))
     # torch.randint(0, 2 * pad + 1) from a uniform u: floor(u * (2 * pad + 1)).
     np.testing.assert_array_equal(rows, np.floor(draws[:, 0] * 9).astype(np.int32))
+    np.testing.assert_array_equal(cols, np.floor(draws[:, 1] * 9).astype(np.int32))
     np.testing.assert_array_equal(flips, draws[:, 2] < 0.5)
     assert 0.45 < np.asarray(flips).mean() < 0.55
     _, _, no_flips = transforms.sample_pad_crop_flip(jnp.asarray(draws), pad=4, flip=False)
