@@ -67,6 +67,20 @@ def test_normalize_is_the_published_formula_and_padding_reads_minus_mean_over_st
         transforms.normalize(images.astype(np.float32), mean, std)
 
 
+def test_normalization_constants_are_float64_arithmetic_whatever_the_statistics_dtype():
+    # Statistics given in float32 (as read from a file) give the constants of their float64
+    # values: 1 / (255 * std) in float32 arithmetic rounds twice and moves the last bit.
+    rng = np.random.default_rng(0)
+    mean, std = rng.uniform(0.2, 0.6, 64).astype(np.float32), rng.uniform(0.1, 0.5, 64)
+    std = std.astype(np.float32)
+    scale, shift = transforms.normalization(mean, std)
+    scale64, shift64 = transforms.normalization(mean.astype(np.float64), std.astype(np.float64))
+    np.testing.assert_array_equal(scale, scale64)
+    np.testing.assert_array_equal(shift, shift64)
+    assert scale.dtype == shift.dtype == np.float32
+    assert np.any((1 / (255 * std)).astype(np.float32) != scale)
+
+
 def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.ndarray:
     """torchvision's RandomRotation(degrees) (defaults: NEAREST, expand=False, center=None,
     fill=0) then RandomHorizontalFlip() on a PIL image, with their random numbers taken from
