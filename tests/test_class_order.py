@@ -259,6 +259,9 @@ def test_classes_without_examples_are_named_and_one_example_suffices():
         ValueError, match=r"^classes \[2, 3, 4, 5, 6\] have no example in the split: no similarity$"
     ):
         class_order.class_similarity(np.full((3, 9), 1 / 9), np.array([0, 1, 8]))
+    # The last classes too, where no label reaches them.
+    with pytest.raises(ValueError, match=r"^classes \[2\] have no example in the split"):
+        class_order.class_similarity(np.full((2, 3), 1 / 3), np.array([0, 1]))
     one_each = class_order.class_similarity(np.eye(3), np.arange(3))
     np.testing.assert_array_equal(one_each, np.eye(3))
 
