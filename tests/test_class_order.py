@@ -16,6 +16,7 @@ from scipy.spatial import distance
 from configs import default
 from figkd_jax import diagnostics, losses
 from figkd_jax.trainer import class_order, methods, run_setup, train
+from figkd_jax.wavelets import haar_highpass
 from tests.helpers import write_teacher
 from tests.train_worker import digits_config
 
@@ -237,6 +238,70 @@ def test_high_band_energy_share_at_level_1_is_the_pair_differences_share():
     np.testing.assert_allclose(
         class_order.high_band_energy_share(z, permutation), high_energy / centred_energy, rtol=1e-5
     )
+
+
+def test_class_similarity_is_the_bhattacharyya_coefficient_of_class_means_at_most_1():
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 6
+    probabilities = special.softmax(rng.normal(size=(40, 6)) * 3, axis=-1)
+    similarity = class_order.class_similarity(probabilities, labels)
+    # By its definition: the classes' mean predictions M, then sum_k sqrt(M_ik M_jk).
+    roots = np.sqrt(np.stack([probabilities[labels == c].mean(axis=0) for c in range(6)]))
+    unclipped = roots @ roots.T
+    np.testing.assert_allclose(similarity, np.minimum(unclipped, 1.0), rtol=1e-13, atol=0)
+    # A class with itself is the sum of its mean probabilities, 1 up to rounding: here above 1
+    # for some class, which the clip keeps at 1 (the distance sqrt(1 - s) stays real).
+    assert unclipped.max() > 1.0 and similarity.max() == 1.0
+
+
+def test_classes_without_examples_are_named_and_one_example_suffices():
+    with pytest.raises(
+        ValueError, match=r"^classes \[2, 3, 4, 5, 6\] have no example in the split: no similarity$"
+    ):
+        class_order.class_similarity(np.full((3, 9), 1 / 9), np.array([0, 1, 8]))
+    # The last classes too, where no label reaches them.
+    with pytest.raises(ValueError, match=r"^classes \[2\] have no example in the split"):
+        class_order.class_similarity(np.full((2, 3), 1 / 3), np.array([0, 1]))
+    one_each = class_order.class_similarity(np.eye(3), np.arange(3))
+    np.testing.assert_array_equal(one_each, np.eye(3))
+
+
+@pytest.mark.parametrize("permutation", [[0, 0, 2], [1, 2, 3], [0, 1], [[2, 0, 1]]])
+def test_check_permutation_refuses_what_is_not_a_permutation(permutation):
+    with pytest.raises(
+        ValueError, match=r"^a class order of 3 classes must hold each of 0\.\.2 exactly once"
+    ):
+        class_order.check_permutation(permutation, 3)
+
+
+def test_high_band_energy_share_centres_each_example_and_is_0_without_energy():
+    z = _logits(12, (5, 11))
+    permutation = np.random.default_rng(13).permutation(11)
+    share = class_order.high_band_energy_share(z, permutation)
+    # Per-example offsets, 1e4 apart, are removed before the energy is summed: the share is
+    # that of the same float32 logits without them (centring all examples together would
+    # count the offsets as energy).
+    offsets = np.arange(1, 6)[:, None] * 1e4
+    shifted = (z + offsets).astype(np.float32)
+    np.testing.assert_allclose(
+        class_order.high_band_energy_share(shifted, permutation),
+        class_order.high_band_energy_share(shifted.astype(np.float64) - offsets, permutation),
+        rtol=1e-5,
+    )
+    # Scale-free (small logits too); no energy, no share.
+    small = class_order.high_band_energy_share(z * 1e-3, permutation)
+    np.testing.assert_allclose(small, share, rtol=1e-5)
+    assert class_order.high_band_energy_share(np.full((2, 8), 3.0)) == 0.0
+    # The mode reaches the transform: with 11 classes "zero" extends the last pair by a zero.
+    p = z[:, permutation].astype(np.float64)
+    centred = p - p.mean(axis=1, keepdims=True)
+    high = np.asarray(haar_highpass(centred.astype(np.float32), 1, mode="zero"), np.float64)
+    np.testing.assert_allclose(
+        class_order.high_band_energy_share(z, permutation, mode="zero"),
+        np.sum(high**2) / np.sum(centred**2),
+        rtol=1e-5,
+    )
+    assert not np.isclose(class_order.high_band_energy_share(z, permutation, mode="zero"), share)
 
 
 def test_energy_share_table_has_a_row_per_order_and_a_random_row():

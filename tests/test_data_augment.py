@@ -82,11 +82,19 @@ def test_resize_center_crop_geometry():
     np.testing.assert_allclose(out.numpy(), resized[16:240, 58:282].numpy())
 
 
-def test_resized_crop_output():
-    image = tf.fill([30, 40, 3], tf.constant(200, tf.uint8))
-    out = augment.resized_crop(image, 3, 4, 20, 10, size=16)
+@pytest.mark.parametrize("box", [(3, 4, 20, 10), (0, 0, 30, 40), (7, 25, 23, 15)])
+def test_resized_crop_is_pils_bilinear_resize_of_the_box(box):
+    # torchvision's resized_crop on a PIL image: crop the box, then PIL's bilinear resize
+    # (antialiased when it shrinks). Noise, so a box one pixel off or a resize without
+    # antialiasing moves pixels by tens of grey levels; PIL rounds to uint8 after each of its
+    # two passes (<= 1 grey level).
+    pixels = np.random.default_rng(3).integers(0, 256, (30, 40, 3), np.uint8)
+    top, left, height, width = box
+    out = augment.resized_crop(tf.constant(pixels), top, left, height, width, size=16)
     assert out.shape == (16, 16, 3) and out.dtype == tf.float32
-    np.testing.assert_allclose(out.numpy(), 200.0)
+    crop = PIL.Image.fromarray(pixels[top : top + height, left : left + width])
+    reference = np.asarray(crop.resize((16, 16), PIL.Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(out.numpy(), reference, rtol=0, atol=1 + 1e-3)
 
 
 @pytest.mark.parametrize("mode, image_format", [("L", "JPEG"), ("RGB", "PNG"), ("P", "GIF")])

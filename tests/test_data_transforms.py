@@ -14,13 +14,18 @@ from figkd_jax.data import rotation, transforms
 
 
 def test_pad_crop_flip_offsets_cover_exactly_the_padded_range():
-    draws = np.random.default_rng(0).random((4000, transforms.PAD_CROP_FLIP_DRAWS), np.float32)
-    draws[:2] = [[0.0, 0.0, 0.0], [np.nextafter(np.float32(1), 0)] * 3]
+    # One column more than it reads, as in the strong view (train_batch passes its longer rows):
+    # only the first PAD_CROP_FLIP_DRAWS count.
+    draws = np.random.default_rng(0).random((4000, transforms.PAD_CROP_FLIP_DRAWS + 1), np.float32)
+    # The ends of the range, and a flip draw of exactly 1/2: torchvision flips when u < 1/2.
+    draws[:3] = [[0.0, 0.0, 0.0, 0.9], [np.nextafter(np.float32(1), 0)] * 4, [0.5, 0.5, 0.5, 0.1]]
     rows, cols, flips = transforms.sample_pad_crop_flip(jnp.asarray(draws), pad=4, flip=True)
+    assert rows.dtype == cols.dtype == jnp.int32  # offsets for dynamic_slice
     assert sorted(set(np.asarray(rows))) == list(range(9))
     assert sorted(set(np.asarray(cols))) == list(range(9))
     # torch.randint(0, 2 * pad + 1) from a uniform u: floor(u * (2 * pad + 1)).
     np.testing.assert_array_equal(rows, np.floor(draws[:, 0] * 9).astype(np.int32))
+    np.testing.assert_array_equal(cols, np.floor(draws[:, 1] * 9).astype(np.int32))
     np.testing.assert_array_equal(flips, draws[:, 2] < 0.5)
     assert 0.45 < np.asarray(flips).mean() < 0.55
     _, _, no_flips = transforms.sample_pad_crop_flip(jnp.asarray(draws), pad=4, flip=False)
@@ -62,6 +67,20 @@ def test_normalize_is_the_published_formula_and_padding_reads_minus_mean_over_st
         transforms.normalize(images.astype(np.float32), mean, std)
 
 
+def test_normalization_constants_are_float64_arithmetic_whatever_the_statistics_dtype():
+    # Statistics given in float32 (as read from a file) give the constants of their float64
+    # values: 1 / (255 * std) in float32 arithmetic rounds twice and moves the last bit.
+    rng = np.random.default_rng(0)
+    mean, std = rng.uniform(0.2, 0.6, 64).astype(np.float32), rng.uniform(0.1, 0.5, 64)
+    std = std.astype(np.float32)
+    scale, shift = transforms.normalization(mean, std)
+    scale64, shift64 = transforms.normalization(mean.astype(np.float64), std.astype(np.float64))
+    np.testing.assert_array_equal(scale, scale64)
+    np.testing.assert_array_equal(shift, shift64)
+    assert scale.dtype == shift.dtype == np.float32
+    assert np.any((1 / (255 * std)).astype(np.float32) != scale)
+
+
 def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.ndarray:
     """torchvision's RandomRotation(degrees) (defaults: NEAREST, expand=False, center=None,
     fill=0) then RandomHorizontalFlip() on a PIL image, with their random numbers taken from
@@ -76,9 +95,10 @@ def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.nda
 
 def _rotation_draws(count: int, seed: int) -> np.ndarray:
     draws = np.random.default_rng(seed).random((count, rotation.ROTATE_FLIP_DRAWS), np.float32)
-    # The ends of the angle range, no rotation (which PIL special-cases), each with both flips.
+    # The ends of the angle range, no rotation (which PIL special-cases), each with a flip and
+    # with a flip draw of exactly 1/2, which does not flip (torchvision flips when u < 1/2).
     edges = [0.0, 0.5, np.nextafter(np.float32(1), 0)]
-    draws[: 2 * len(edges)] = [[u, f] for u in edges for f in (0.25, 0.75)]
+    draws[: 2 * len(edges)] = [[u, f] for u in edges for f in (0.25, 0.5)]
     return draws
 
 
@@ -127,3 +147,64 @@ def test_variable_resolution_datasets_are_refused():
     info = get_info("stanford_dogs")
     with pytest.raises(ValueError, match="needs a fixed-resolution dataset"):
         transforms.train_batch(jnp.zeros((1, 8, 8, 3), jnp.uint8), jnp.zeros(1), None, info=info)
+
+
+def test_train_batch_is_its_datasets_augmentation_then_normalisation():
+    # Each part is tested against its reference above; this pins how train_batch wires them:
+    # which draws go where, the dataset's parameters, the strong view's own draws.
+    from figkd_jax.data.randaugment import STRONG_VIEW_DRAWS
+    from figkd_jax.data.registry import get_info
+
+    cifar, tiny = get_info("cifar100"), get_info("tiny_imagenet")
+    rng = np.random.default_rng(5)
+    images = rng.integers(1, 256, (8, 9, 9, 3), dtype=np.uint8)
+    labels = np.arange(8, dtype=np.int32)
+    draws = rng.random((8, transforms.PAD_CROP_FLIP_DRAWS), np.float32)
+    strong_draws = rng.random((8, STRONG_VIEW_DRAWS), np.float32)
+    rotation_draws = rng.random((8, rotation.ROTATE_FLIP_DRAWS), np.float32)
+    affine = rotation.affine_from_draws(rotation_draws[:, 0], tiny.augment.degrees, 9, 9)
+
+    @jax.jit
+    def batches(images, labels, draws, strong_draws, rotation_draws, affine):
+        return {
+            "cifar": transforms.train_batch(
+                images, labels, draws, strong_draws=strong_draws, info=cifar
+            ),
+            "cifar_bf16": transforms.train_batch(
+                images, labels, draws, info=cifar, dtype="bfloat16"
+            ),
+            "tiny": transforms.train_batch(
+                images, labels, rotation_draws, affine=affine, info=tiny
+            ),
+        }
+
+    got = batches(images, labels, draws, strong_draws, rotation_draws, affine)
+    rows, cols, flips = transforms.sample_pad_crop_flip(draws, 4, True)
+    cropped = transforms.pad_crop_flip(images, rows, cols, flips, 4)
+    expected_cifar = transforms.normalize(cropped, cifar.mean, cifar.std)
+    strong = transforms.pad_crop_flip(
+        images, *transforms.sample_pad_crop_flip(strong_draws, 4, True), 4
+    )
+    rotated = transforms.rotate_flip(images, affine, transforms.sample_flips(rotation_draws, True))
+    assert sorted(got["cifar"]) == ["image", "label", "strong_draws", "strong_image"]
+    np.testing.assert_array_equal(got["cifar"]["image"], expected_cifar)
+    np.testing.assert_array_equal(got["cifar"]["strong_image"], strong)
+    np.testing.assert_array_equal(got["cifar"]["strong_draws"], strong_draws)
+    assert (
+        got["cifar_bf16"]["image"].dtype == jnp.bfloat16 and "strong_image" not in got["cifar_bf16"]
+    )
+    np.testing.assert_array_equal(
+        got["cifar_bf16"]["image"], np.asarray(expected_cifar).astype(jnp.bfloat16)
+    )
+    assert sorted(got["tiny"]) == ["image", "label"]
+    np.testing.assert_array_equal(
+        got["tiny"]["image"], transforms.normalize(rotated, tiny.mean, tiny.std)
+    )
+    for batch in got.values():
+        np.testing.assert_array_equal(batch["label"], labels)
+    # The draws tell rows from columns and flip some of the images, not all.
+    assert not np.array_equal(rows, cols) and 0 < np.sum(flips) < len(flips)
+    with pytest.raises(ValueError, match="a strong view \\(MLKD\\) needs a pad-crop-flip dataset"):
+        transforms.train_batch(
+            images, labels, rotation_draws, affine=affine, strong_draws=strong_draws, info=tiny
+        )
