@@ -1,6 +1,7 @@
 """DIST and MLKD, whose terms couple the examples of a batch, against NumPy transcriptions of
 the authors' code; the class ``axis`` and the ``where`` contract of every loss."""
 
+import functools
 import re
 
 import jax
@@ -134,9 +135,9 @@ def test_mlkd_matches_the_authors_code(x64):
     b, c = 8, 12
     sw, tw, ss, ts = (logits((b, c), seed) for seed in range(4))
     for standardize in (False, True):
-        terms = jax.jit(mlkd_terms, static_argnames="standardize")(
-            sw, tw, ss, ts, standardize=standardize
-        )
+        # False through the default: raw logits are what MLKD's own code distils.
+        options = {"standardize": True} if standardize else {}
+        terms = jax.jit(functools.partial(mlkd_terms, **options))(sw, tw, ss, ts)
         reference = np_mlkd(sw, tw, ss, ts, standardize_ddof=1 if standardize else None)
         for name, value in terms.items():
             assert value.shape == (b,)
@@ -209,6 +210,56 @@ def test_masks_take_examples_out_of_the_batch_terms():
     none = jax.jit(lambda *x: batch_losses(*x, np.zeros(b, bool)))(sw, tw, ss, ts)
     for value in none.values():
         np.testing.assert_array_equal(value, 0.0)
+
+
+def test_mlkd_terms_leave_masked_examples_out():
+    """The fast tier's check of the where contract of mlkd_terms, standardized logits included:
+    a masked example with non-finite logits in both views gives 0 and exactly zero gradient,
+    and the others get the values of the sub-batch without it (confidence fractions included:
+    2 of 3 examples at or below the median, not 2 of 4)."""
+    clean = [logits((4, 5), seed, dtype=np.float32) for seed in range(50, 54)]
+    where = np.array([True, False, True, True])
+    keep = where.nonzero()[0]
+    bad = [x.copy() for x in clean]
+    bad[0][1, 0], bad[1][1, 2], bad[2][1, 3], bad[3][1, 4] = np.nan, np.inf, np.nan, -np.inf
+    options = {"temperatures": (4.0, 2.0), "strong_temperatures": 1, "standardize": True}
+
+    @jax.jit
+    def values_and_grads(sw, tw, ss, ts):
+        def total(sw, ss):
+            terms = mlkd_terms(sw, tw, ss, ts, where=where, **options)
+            return sum(jnp.sum(term) for term in terms.values())
+
+        sub = mlkd_terms(*(x[keep] for x in (sw, tw, ss, ts)), **options)
+        masked = mlkd_terms(sw, tw, ss, ts, where=where, **options)
+        return masked, sub, jax.grad(total, argnums=(0, 1))(sw, ss)
+
+    masked, sub, grads = jax.tree.map(np.asarray, values_and_grads(*bad))
+    for name, value in masked.items():
+        assert value[1] == 0.0, name
+        # float32 sums over the same terms in another order: a few ulps (2**-24 ~ 6e-8).
+        np.testing.assert_allclose(value[keep], sub[name], rtol=1e-5, err_msg=name)
+    for grad in grads:
+        np.testing.assert_array_equal(grad[1], 0.0)
+        assert np.all(np.isfinite(grad))
+
+
+def test_mlkd_strong_temperatures_bounds_are_allowed(x64):
+    """strong_temperatures may be 0 (the strong view unused) or len(temperatures) (the strong
+    view at every temperature)."""
+    sw, tw, ss, ts = (logits((4, 5), seed) for seed in range(60, 64))
+    temperatures = (4.0, 2.0)
+    fraction = float(mlkd_confidence_fractions(tw)[0])
+    kd_weak = [np.mean(kd_loss(sw, tw, temperature=T)) for T in temperatures]
+    kd_strong = [np.mean(kd_loss(ss, ts, temperature=T)) for T in temperatures]
+    none = mlkd_terms(sw, tw, ss, ts, temperatures=temperatures, strong_temperatures=0)
+    every = mlkd_terms(sw, tw, ss, ts, temperatures=temperatures, strong_temperatures=2)
+    np.testing.assert_allclose(
+        np.mean(none["instance"]), (1 + fraction) * sum(kd_weak), rtol=RTOL64
+    )
+    np.testing.assert_allclose(
+        np.mean(every["instance"]), fraction * sum(kd_weak) + sum(kd_strong), rtol=RTOL64
+    )
 
 
 @pytest.mark.slow
@@ -291,4 +342,34 @@ F = jnp.zeros((4, 6))
 )
 def test_invalid_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: mlkd_terms(F, F, F, F, temperatures=(jnp.full((4,), 4.0),)),
+            ValueError,
+            "temperature of mlkd_terms must be a scalar (its batch term couples the examples), "
+            "got shape (4,)",
+        ),
+        *(
+            (
+                lambda k=k: mlkd_terms(F, F, F, F, temperatures=(4.0, 2.0), strong_temperatures=k),
+                ValueError,
+                f"strong_temperatures must be an int in [0, 2], got {k!r}",
+            )
+            for k in (-1, 3, 1.0, True)
+        ),
+        (
+            lambda: mlkd_terms(F, F, F[:2], F[:2]),
+            ValueError,
+            "the logits of both views must have the same shape (B, C), got (4, 6) and (2, 6)",
+        ),
+    ],
+)
+def test_invalid_arguments_whole_message(call, error, message):
+    """The whole one-line message, not a part of it: the argument, its valid range, the value."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         call()
