@@ -294,6 +294,21 @@ def test_low_precision_inputs_compute_in_float32():
         np.testing.assert_allclose(value, expected, rtol=1e-6)
 
 
+def test_float32_inputs_stay_float32_with_x64_enabled(x64):
+    """float32 in, float32 out even where JAX's default dtype is float64 (shapes only: no
+    compilation)."""
+    spec = jax.ShapeDtypeStruct((4, 6), jnp.float32)
+    outputs = [
+        jax.eval_shape(dist_terms, spec, spec),
+        jax.eval_shape(mlkd_terms, spec, spec, spec, spec),
+        jax.eval_shape(mlkd_batch_loss, spec, spec),
+        jax.eval_shape(mlkd_class_loss, spec, spec),
+        jax.eval_shape(mlkd_confidence_fractions, spec),
+    ]
+    for leaf in jax.tree.leaves(outputs):
+        assert leaf.dtype == jnp.float32, outputs
+
+
 def test_class_axis_and_where_contract():
     s, t = logits((3, 4, 10), 40, dtype=np.float32), logits((3, 4, 10), 41, dtype=np.float32)
     where = np.array([True, False, True, True])
