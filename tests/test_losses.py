@@ -504,18 +504,27 @@ def test_masked_example_with_traced_zero_temperature_has_zero_gradient():
     s, t = logits_pair(batch=3, dtype=np.float32)
     keep = jnp.array([True, False, True])
     temps = jnp.array([2.0, 0.0, 4.0])  # traced under jit: its values cannot be checked
+    labels = jnp.array([0, 1, 2])
+    per_example_losses = {
+        "kd": kd_loss,
+        "figkd": figkd_loss,
+        "dkd": lambda s, t, **kw: dkd_loss(s, t, labels, **kw),
+    }
 
     @jax.jit
     def grads(s, temps):
-        def total(s, temps):
-            return jnp.sum(figkd_loss(s, t, temperature=temps, where=keep))
+        def total(s, temps, loss):
+            return jnp.sum(loss(s, t, temperature=temps, where=keep))
 
-        return jax.grad(total, argnums=(0, 1))(s, temps)
+        return {
+            name: jax.grad(total, argnums=(0, 1))(s, temps, loss)
+            for name, loss in per_example_losses.items()
+        }
 
-    grad_s, grad_temps = grads(s, temps)
-    assert np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad_temps))
-    assert np.all(grad_s[1] == 0.0) and grad_temps[1] == 0.0
-    assert np.any(grad_s[0] != 0.0)
+    for name, (grad_s, grad_temps) in grads(s, temps).items():
+        assert np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad_temps)), name
+        assert np.all(grad_s[1] == 0.0) and grad_temps[1] == 0.0, name
+        assert np.any(grad_s[0] != 0.0), name
 
 
 @pytest.mark.parametrize(
