@@ -500,6 +500,36 @@ def test_per_example_temperature(x64):
     np.testing.assert_allclose(kd_2d, expected_kd[None], rtol=1e-12)
 
 
+def test_batch_of_two_axes_is_the_flattened_batch():
+    """batch_shape (2, 3) gives the losses of the 6 examples as a batch of one axis: per-example
+    temperatures, labels, mask, a class permutation and the deepest Haar level (3 for C = 8)
+    follow the examples, not an axis position."""
+    s, t = logits_pair(batch=6, classes=8, dtype=np.float32)
+    temps = np.linspace(1.0, 6.0, 6, dtype=np.float32)
+    labels = np.array([0, 7, 3, 1, 5, 2])
+    keep = np.array([True, True, False, True, True, True])
+    perm = np.random.default_rng(9).permutation(8)
+
+    def all_losses(s, t, temps, labels, keep):
+        return [
+            kd_loss(s, t, temperature=temps, where=keep),
+            *dkd_terms(s, t, labels, temperature=temps, where=keep),
+            figkd_loss(s, t, temperature=temps, level=3, class_permutation=perm, where=keep),
+        ]
+
+    @jax.jit
+    def both(s, t):
+        flat = all_losses(s, t, temps, labels, keep)
+        grid = all_losses(*(x.reshape(2, 3, *x.shape[1:]) for x in (s, t, temps, labels, keep)))
+        return flat, grid
+
+    flat, grid = both(s, t)
+    for a, b in zip(flat, grid, strict=True):
+        assert b.shape == (2, 3)
+        # The same float32 arithmetic on the same rows.
+        np.testing.assert_allclose(np.reshape(b, -1), a, rtol=1e-6)
+
+
 def test_masked_example_with_traced_zero_temperature_has_zero_gradient():
     s, t = logits_pair(batch=3, dtype=np.float32)
     keep = jnp.array([True, False, True])
