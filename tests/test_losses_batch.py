@@ -212,11 +212,11 @@ def test_masks_take_examples_out_of_the_batch_terms():
         np.testing.assert_array_equal(value, 0.0)
 
 
-def test_mlkd_terms_leave_masked_examples_out():
-    """The fast tier's check of the where contract of mlkd_terms, standardized logits included:
-    a masked example with non-finite logits in both views gives 0 and exactly zero gradient,
-    and the others get the values of the sub-batch without it (confidence fractions included:
-    2 of 3 examples at or below the median, not 2 of 4)."""
+def test_batch_terms_leave_masked_examples_out():
+    """The fast tier's check of the where contract of DIST and MLKD (standardized logits
+    included): a masked example with non-finite logits in both views gives 0 and exactly zero
+    gradient, and the others get the values of the sub-batch without it (MLKD's confidence
+    fractions included: 2 of 3 examples at or below the median, not 2 of 4)."""
     clean = [logits((4, 5), seed, dtype=np.float32) for seed in range(50, 54)]
     where = np.array([True, False, True, True])
     keep = where.nonzero()[0]
@@ -224,15 +224,21 @@ def test_mlkd_terms_leave_masked_examples_out():
     bad[0][1, 0], bad[1][1, 2], bad[2][1, 3], bad[3][1, 4] = np.nan, np.inf, np.nan, -np.inf
     options = {"temperatures": (4.0, 2.0), "strong_temperatures": 1, "standardize": True}
 
+    def batch_terms(sw, tw, ss, ts, where):
+        inter, intra = dist_terms(sw, tw, temperature=2.0, where=where)
+        return {
+            "inter": inter,
+            "intra": intra,
+            **mlkd_terms(sw, tw, ss, ts, where=where, **options),
+        }
+
     @jax.jit
     def values_and_grads(sw, tw, ss, ts):
         def total(sw, ss):
-            terms = mlkd_terms(sw, tw, ss, ts, where=where, **options)
-            return sum(jnp.sum(term) for term in terms.values())
+            return sum(jnp.sum(term) for term in batch_terms(sw, tw, ss, ts, where).values())
 
-        sub = mlkd_terms(*(x[keep] for x in (sw, tw, ss, ts)), **options)
-        masked = mlkd_terms(sw, tw, ss, ts, where=where, **options)
-        return masked, sub, jax.grad(total, argnums=(0, 1))(sw, ss)
+        sub = batch_terms(*(x[keep] for x in (sw, tw, ss, ts)), None)
+        return batch_terms(sw, tw, ss, ts, where), sub, jax.grad(total, argnums=(0, 1))(sw, ss)
 
     masked, sub, grads = jax.tree.map(np.asarray, values_and_grads(*bad))
     for name, value in masked.items():
@@ -242,6 +248,38 @@ def test_mlkd_terms_leave_masked_examples_out():
     for grad in grads:
         np.testing.assert_array_equal(grad[1], 0.0)
         assert np.all(np.isfinite(grad))
+
+
+def test_batch_terms_with_one_or_no_unmasked_example():
+    """One unmasked example: the batch terms of that example alone (its centred probabilities
+    are 0, so DIST's class correlations are 0, not NaN, and intra is T**2). None: zeros."""
+    s, t = logits((3, 5), 70, dtype=np.float32), logits((3, 5), 71, dtype=np.float32)
+    one, none = np.array([False, True, False]), np.zeros(3, bool)
+
+    @jax.jit
+    def values(s, t):
+        def terms(s, t, where):
+            inter, intra = dist_terms(s, t, temperature=2.0, where=where)
+            return {
+                "inter": inter,
+                "intra": intra,
+                "batch": mlkd_batch_loss(s, t, where=where),
+                "class": mlkd_class_loss(s, t, where=where),
+                "example_fraction": mlkd_confidence_fractions(t, where=where)[0],
+            }
+
+        return terms(s, t, one), terms(s[1:2], t[1:2], None), terms(s, t, none)
+
+    masked, alone, empty = values(s, t)
+    fraction = masked.pop("example_fraction")
+    assert fraction == alone.pop("example_fraction") == 1.0
+    assert empty.pop("example_fraction") == 0.0
+    for name, value in masked.items():
+        # The same float32 arithmetic on the same row, with zeros added: a few ulps.
+        np.testing.assert_allclose(value[1], alone[name][0], rtol=1e-6, err_msg=name)
+        assert value[0] == value[2] == 0.0, name
+        np.testing.assert_array_equal(empty[name], 0.0)
+    np.testing.assert_allclose(masked["intra"][1], 4.0, rtol=1e-6)
 
 
 def test_mlkd_strong_temperatures_bounds_are_allowed(x64):
