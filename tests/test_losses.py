@@ -530,7 +530,7 @@ def test_batch_of_two_axes_is_the_flattened_batch():
         np.testing.assert_allclose(np.reshape(b, -1), a, rtol=1e-6)
 
 
-def test_masked_example_with_traced_zero_temperature_has_zero_gradient():
+def test_masked_example_with_traced_zero_temperature_has_zero_gradient_in_kd_dkd_figkd():
     s, t = logits_pair(batch=3, dtype=np.float32)
     keep = jnp.array([True, False, True])
     temps = jnp.array([2.0, 0.0, 4.0])  # traced under jit: its values cannot be checked
