@@ -131,6 +131,38 @@ def test_dist_properties(x64):
     np.testing.assert_allclose(dist_loss(s[order], t[order]), dist_loss(s, t)[order], rtol=1e-9)
 
 
+def test_dist_with_two_classes_and_a_batch_of_two_axes():
+    """Two classes: each centred probability vector is (a, -a), so every correlation is +-1 up
+    to the code's 1e-8, and inter is 0 or 2 T**2. A batch of two axes: the terms of the
+    flattened batch (the intra-class correlation runs over every unmasked position)."""
+    s = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    t = np.array([[2.0, 0.0], [2.0, 0.0]], np.float32)
+    grid_s, grid_t = (
+        logits((2, 3, 5), 80, dtype=np.float32),
+        logits((2, 3, 5), 81, dtype=np.float32),
+    )
+    where = np.array([[True, False, True], [True, True, True]])
+
+    @jax.jit
+    def values(s, t, grid_s, grid_t):
+        flat = dist_terms(
+            grid_s.reshape(6, 5), grid_t.reshape(6, 5), temperature=2.0, where=where.reshape(6)
+        )
+        return (
+            dist_terms(s, t, temperature=3.0),
+            flat,
+            dist_terms(grid_s, grid_t, temperature=2.0, where=where),
+        )
+
+    (inter, _), flat, grid = values(s, t, grid_s, grid_t)
+    # 1 - rho with |rho| = 1 - O(1e-8 / |a| |b|): float32 keeps 1 - rho within a few ulps.
+    np.testing.assert_allclose(inter, [0.0, 18.0], atol=1e-5)
+    for a, b in zip(flat, grid, strict=True):
+        assert b.shape == (2, 3)
+        # The same float32 arithmetic on the same rows.
+        np.testing.assert_allclose(np.reshape(b, -1), a, rtol=1e-6)
+
+
 def test_mlkd_matches_the_authors_code(x64):
     b, c = 8, 12
     sw, tw, ss, ts = (logits((b, c), seed) for seed in range(4))
@@ -372,6 +404,11 @@ F = jnp.zeros((4, 6))
     [
         (lambda: dist_loss(F[:, :1], F[:, :1]), ValueError, "DIST needs at least 2 classes"),
         (lambda: dist_loss(F, F, temperature=0.0), ValueError, "temperature must be finite"),
+        (
+            lambda: dist_loss(jnp.zeros((2, 3, 1)), jnp.zeros((2, 3, 1))),
+            ValueError,
+            "DIST needs at least 2 classes",
+        ),
         (lambda: dist_loss(F, jnp.zeros((4, 5))), ValueError, "same shape"),
         (lambda: dist_terms(F, F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
         (lambda: dist_terms(F, F, axis=True), ValueError, "axis must be an int"),
