@@ -500,6 +500,35 @@ def test_per_example_temperature(x64):
     np.testing.assert_allclose(kd_2d, expected_kd[None], rtol=1e-12)
 
 
+def test_defaults_are_the_documented_ones():
+    """T = 4 for KD, DKD (both functions) and FiGKD; DKD's alpha = 1 and beta = 8; FiGKD's
+    level 1, high band of the logits, symmetric mode. Both calls of each pair run the same
+    arithmetic in one program: equal to the bit."""
+    s, t = logits_pair(dtype=np.float32)
+    labels = np.array([1, 0, 9, 4, 4])
+
+    @jax.jit
+    def default_and_explicit(s, t):
+        return {
+            "kd": (kd_loss(s, t), kd_loss(s, t, temperature=4.0)),
+            "dkd_terms": (dkd_terms(s, t, labels), dkd_terms(s, t, labels, temperature=4.0)),
+            "dkd": (
+                dkd_loss(s, t, labels),
+                dkd_loss(s, t, labels, temperature=4.0, alpha=1.0, beta=8.0),
+            ),
+            "figkd": (
+                figkd_loss(s, t),
+                figkd_loss(
+                    s, t, temperature=4.0, level=1, band="high", domain="logits", mode="symmetric"
+                ),
+            ),
+        }
+
+    for name, (default, explicit) in default_and_explicit(s, t).items():
+        for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def test_batch_of_two_axes_is_the_flattened_batch():
     """batch_shape (2, 3) gives the losses of the 6 examples as a batch of one axis: per-example
     temperatures, labels, mask, a class permutation and the deepest Haar level (3 for C = 8)

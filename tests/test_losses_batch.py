@@ -131,6 +131,38 @@ def test_dist_properties(x64):
     np.testing.assert_allclose(dist_loss(s[order], t[order]), dist_loss(s, t)[order], rtol=1e-9)
 
 
+def test_defaults_are_the_documented_ones():
+    """DIST: T = 1, beta = gamma = 1; MLKD's Gram terms: T = 4; mlkd_terms: the code's
+    temperatures, 3 of them on the strong view, raw logits. Both calls of each pair run the
+    same arithmetic in one program: equal to the bit."""
+    sw, tw, ss, ts = (logits((4, 5), seed, dtype=np.float32) for seed in range(90, 94))
+
+    @jax.jit
+    def default_and_explicit(sw, tw, ss, ts):
+        return {
+            "dist_terms": (dist_terms(sw, tw), dist_terms(sw, tw, temperature=1.0)),
+            "dist": (dist_loss(sw, tw), dist_loss(sw, tw, temperature=1.0, beta=1.0, gamma=1.0)),
+            "batch": (mlkd_batch_loss(sw, tw), mlkd_batch_loss(sw, tw, temperature=4.0)),
+            "class": (mlkd_class_loss(sw, tw), mlkd_class_loss(sw, tw, temperature=4.0)),
+            "mlkd_terms": (
+                mlkd_terms(sw, tw, ss, ts),
+                mlkd_terms(
+                    sw,
+                    tw,
+                    ss,
+                    ts,
+                    temperatures=(4.0, 3.0, 5.0, 2.0, 6.0),
+                    strong_temperatures=3,
+                    standardize=False,
+                ),
+            ),
+        }
+
+    for name, (default, explicit) in default_and_explicit(sw, tw, ss, ts).items():
+        for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def test_dist_with_two_classes_and_a_batch_of_two_axes():
     """Two classes: each centred probability vector is (a, -a), so every correlation is +-1 up
     to the code's 1e-8, and inter is 0 or 2 T**2. A batch of two axes: the terms of the
