@@ -500,22 +500,90 @@ def test_per_example_temperature(x64):
     np.testing.assert_allclose(kd_2d, expected_kd[None], rtol=1e-12)
 
 
-def test_masked_example_with_traced_zero_temperature_has_zero_gradient():
+def test_defaults_are_the_documented_ones():
+    """T = 4 for KD, DKD (both functions) and FiGKD; DKD's alpha = 1 and beta = 8; FiGKD's
+    level 1, high band of the logits, symmetric mode. Both calls of each pair run the same
+    arithmetic in one program: equal to the bit."""
+    s, t = logits_pair(dtype=np.float32)
+    labels = np.array([1, 0, 9, 4, 4])
+
+    @jax.jit
+    def default_and_explicit(s, t):
+        return {
+            "kd": (kd_loss(s, t), kd_loss(s, t, temperature=4.0)),
+            "dkd_terms": (dkd_terms(s, t, labels), dkd_terms(s, t, labels, temperature=4.0)),
+            "dkd": (
+                dkd_loss(s, t, labels),
+                dkd_loss(s, t, labels, temperature=4.0, alpha=1.0, beta=8.0),
+            ),
+            "figkd": (
+                figkd_loss(s, t),
+                figkd_loss(
+                    s, t, temperature=4.0, level=1, band="high", domain="logits", mode="symmetric"
+                ),
+            ),
+        }
+
+    for name, (default, explicit) in default_and_explicit(s, t).items():
+        for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_batch_of_two_axes_is_the_flattened_batch():
+    """batch_shape (2, 3) gives the losses of the 6 examples as a batch of one axis: per-example
+    temperatures, labels, mask, a class permutation and the deepest Haar level (3 for C = 8)
+    follow the examples, not an axis position."""
+    s, t = logits_pair(batch=6, classes=8, dtype=np.float32)
+    temps = np.linspace(1.0, 6.0, 6, dtype=np.float32)
+    labels = np.array([0, 7, 3, 1, 5, 2])
+    keep = np.array([True, True, False, True, True, True])
+    perm = np.random.default_rng(9).permutation(8)
+
+    def all_losses(s, t, temps, labels, keep):
+        return [
+            kd_loss(s, t, temperature=temps, where=keep),
+            *dkd_terms(s, t, labels, temperature=temps, where=keep),
+            figkd_loss(s, t, temperature=temps, level=3, class_permutation=perm, where=keep),
+        ]
+
+    @jax.jit
+    def both(s, t):
+        flat = all_losses(s, t, temps, labels, keep)
+        grid = all_losses(*(x.reshape(2, 3, *x.shape[1:]) for x in (s, t, temps, labels, keep)))
+        return flat, grid
+
+    flat, grid = both(s, t)
+    for a, b in zip(flat, grid, strict=True):
+        assert b.shape == (2, 3)
+        # The same float32 arithmetic on the same rows.
+        np.testing.assert_allclose(np.reshape(b, -1), a, rtol=1e-6)
+
+
+def test_masked_example_with_traced_zero_temperature_has_zero_gradient_in_kd_dkd_figkd():
     s, t = logits_pair(batch=3, dtype=np.float32)
     keep = jnp.array([True, False, True])
     temps = jnp.array([2.0, 0.0, 4.0])  # traced under jit: its values cannot be checked
+    labels = jnp.array([0, 1, 2])
+    per_example_losses = {
+        "kd": kd_loss,
+        "figkd": figkd_loss,
+        "dkd": lambda s, t, **kw: dkd_loss(s, t, labels, **kw),
+    }
 
     @jax.jit
     def grads(s, temps):
-        def total(s, temps):
-            return jnp.sum(figkd_loss(s, t, temperature=temps, where=keep))
+        def total(s, temps, loss):
+            return jnp.sum(loss(s, t, temperature=temps, where=keep))
 
-        return jax.grad(total, argnums=(0, 1))(s, temps)
+        return {
+            name: jax.grad(total, argnums=(0, 1))(s, temps, loss)
+            for name, loss in per_example_losses.items()
+        }
 
-    grad_s, grad_temps = grads(s, temps)
-    assert np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad_temps))
-    assert np.all(grad_s[1] == 0.0) and grad_temps[1] == 0.0
-    assert np.any(grad_s[0] != 0.0)
+    for name, (grad_s, grad_temps) in grads(s, temps).items():
+        assert np.all(np.isfinite(grad_s)) and np.all(np.isfinite(grad_temps)), name
+        assert np.all(grad_s[1] == 0.0) and grad_temps[1] == 0.0, name
+        assert np.any(grad_s[0] != 0.0), name
 
 
 @pytest.mark.parametrize(

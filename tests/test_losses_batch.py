@@ -1,6 +1,7 @@
 """DIST and MLKD, whose terms couple the examples of a batch, against NumPy transcriptions of
 the authors' code; the class ``axis`` and the ``where`` contract of every loss."""
 
+import functools
 import re
 
 import jax
@@ -130,13 +131,77 @@ def test_dist_properties(x64):
     np.testing.assert_allclose(dist_loss(s[order], t[order]), dist_loss(s, t)[order], rtol=1e-9)
 
 
+def test_defaults_are_the_documented_ones():
+    """DIST: T = 1, beta = gamma = 1; MLKD's Gram terms: T = 4; mlkd_terms: the code's
+    temperatures, 3 of them on the strong view, raw logits. Both calls of each pair run the
+    same arithmetic in one program: equal to the bit."""
+    sw, tw, ss, ts = (logits((4, 5), seed, dtype=np.float32) for seed in range(90, 94))
+
+    @jax.jit
+    def default_and_explicit(sw, tw, ss, ts):
+        return {
+            "dist_terms": (dist_terms(sw, tw), dist_terms(sw, tw, temperature=1.0)),
+            "dist": (dist_loss(sw, tw), dist_loss(sw, tw, temperature=1.0, beta=1.0, gamma=1.0)),
+            "batch": (mlkd_batch_loss(sw, tw), mlkd_batch_loss(sw, tw, temperature=4.0)),
+            "class": (mlkd_class_loss(sw, tw), mlkd_class_loss(sw, tw, temperature=4.0)),
+            "mlkd_terms": (
+                mlkd_terms(sw, tw, ss, ts),
+                mlkd_terms(
+                    sw,
+                    tw,
+                    ss,
+                    ts,
+                    temperatures=(4.0, 3.0, 5.0, 2.0, 6.0),
+                    strong_temperatures=3,
+                    standardize=False,
+                ),
+            ),
+        }
+
+    for name, (default, explicit) in default_and_explicit(sw, tw, ss, ts).items():
+        for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(explicit), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_dist_with_two_classes_and_a_batch_of_two_axes():
+    """Two classes: each centred probability vector is (a, -a), so every correlation is +-1 up
+    to the code's 1e-8, and inter is 0 or 2 T**2. A batch of two axes: the terms of the
+    flattened batch (the intra-class correlation runs over every unmasked position)."""
+    s = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    t = np.array([[2.0, 0.0], [2.0, 0.0]], np.float32)
+    grid_s, grid_t = (
+        logits((2, 3, 5), 80, dtype=np.float32),
+        logits((2, 3, 5), 81, dtype=np.float32),
+    )
+    where = np.array([[True, False, True], [True, True, True]])
+
+    @jax.jit
+    def values(s, t, grid_s, grid_t):
+        flat = dist_terms(
+            grid_s.reshape(6, 5), grid_t.reshape(6, 5), temperature=2.0, where=where.reshape(6)
+        )
+        return (
+            dist_terms(s, t, temperature=3.0),
+            flat,
+            dist_terms(grid_s, grid_t, temperature=2.0, where=where),
+        )
+
+    (inter, _), flat, grid = values(s, t, grid_s, grid_t)
+    # 1 - rho with |rho| = 1 - O(1e-8 / |a| |b|): float32 keeps 1 - rho within a few ulps.
+    np.testing.assert_allclose(inter, [0.0, 18.0], atol=1e-5)
+    for a, b in zip(flat, grid, strict=True):
+        assert b.shape == (2, 3)
+        # The same float32 arithmetic on the same rows.
+        np.testing.assert_allclose(np.reshape(b, -1), a, rtol=1e-6)
+
+
 def test_mlkd_matches_the_authors_code(x64):
     b, c = 8, 12
     sw, tw, ss, ts = (logits((b, c), seed) for seed in range(4))
     for standardize in (False, True):
-        terms = jax.jit(mlkd_terms, static_argnames="standardize")(
-            sw, tw, ss, ts, standardize=standardize
-        )
+        # False through the default: raw logits are what MLKD's own code distils.
+        options = {"standardize": True} if standardize else {}
+        terms = jax.jit(functools.partial(mlkd_terms, **options))(sw, tw, ss, ts)
         reference = np_mlkd(sw, tw, ss, ts, standardize_ddof=1 if standardize else None)
         for name, value in terms.items():
             assert value.shape == (b,)
@@ -211,6 +276,94 @@ def test_masks_take_examples_out_of_the_batch_terms():
         np.testing.assert_array_equal(value, 0.0)
 
 
+def test_batch_terms_leave_masked_examples_out():
+    """The fast tier's check of the where contract of DIST and MLKD (standardized logits
+    included): a masked example with non-finite logits in both views gives 0 and exactly zero
+    gradient, and the others get the values of the sub-batch without it (MLKD's confidence
+    fractions included: 2 of 3 examples at or below the median, not 2 of 4)."""
+    clean = [logits((4, 5), seed, dtype=np.float32) for seed in range(50, 54)]
+    where = np.array([True, False, True, True])
+    keep = where.nonzero()[0]
+    bad = [x.copy() for x in clean]
+    bad[0][1, 0], bad[1][1, 2], bad[2][1, 3], bad[3][1, 4] = np.nan, np.inf, np.nan, -np.inf
+    options = {"temperatures": (4.0, 2.0), "strong_temperatures": 1, "standardize": True}
+
+    def batch_terms(sw, tw, ss, ts, where):
+        inter, intra = dist_terms(sw, tw, temperature=2.0, where=where)
+        return {
+            "inter": inter,
+            "intra": intra,
+            **mlkd_terms(sw, tw, ss, ts, where=where, **options),
+        }
+
+    @jax.jit
+    def values_and_grads(sw, tw, ss, ts):
+        def total(sw, ss):
+            return sum(jnp.sum(term) for term in batch_terms(sw, tw, ss, ts, where).values())
+
+        sub = batch_terms(*(x[keep] for x in (sw, tw, ss, ts)), None)
+        return batch_terms(sw, tw, ss, ts, where), sub, jax.grad(total, argnums=(0, 1))(sw, ss)
+
+    masked, sub, grads = jax.tree.map(np.asarray, values_and_grads(*bad))
+    for name, value in masked.items():
+        assert value[1] == 0.0, name
+        # float32 sums over the same terms in another order: a few ulps (2**-24 ~ 6e-8).
+        np.testing.assert_allclose(value[keep], sub[name], rtol=1e-5, err_msg=name)
+    for grad in grads:
+        np.testing.assert_array_equal(grad[1], 0.0)
+        assert np.all(np.isfinite(grad))
+
+
+def test_batch_terms_with_one_or_no_unmasked_example():
+    """One unmasked example: the batch terms of that example alone (its centred probabilities
+    are 0, so DIST's class correlations are 0, not NaN, and intra is T**2). None: zeros."""
+    s, t = logits((3, 5), 70, dtype=np.float32), logits((3, 5), 71, dtype=np.float32)
+    one, none = np.array([False, True, False]), np.zeros(3, bool)
+
+    @jax.jit
+    def values(s, t):
+        def terms(s, t, where):
+            inter, intra = dist_terms(s, t, temperature=2.0, where=where)
+            return {
+                "inter": inter,
+                "intra": intra,
+                "batch": mlkd_batch_loss(s, t, where=where),
+                "class": mlkd_class_loss(s, t, where=where),
+                "example_fraction": mlkd_confidence_fractions(t, where=where)[0],
+            }
+
+        return terms(s, t, one), terms(s[1:2], t[1:2], None), terms(s, t, none)
+
+    masked, alone, empty = values(s, t)
+    fraction = masked.pop("example_fraction")
+    assert fraction == alone.pop("example_fraction") == 1.0
+    assert empty.pop("example_fraction") == 0.0
+    for name, value in masked.items():
+        # The same float32 arithmetic on the same row, with zeros added: a few ulps.
+        np.testing.assert_allclose(value[1], alone[name][0], rtol=1e-6, err_msg=name)
+        assert value[0] == value[2] == 0.0, name
+        np.testing.assert_array_equal(empty[name], 0.0)
+    np.testing.assert_allclose(masked["intra"][1], 4.0, rtol=1e-6)
+
+
+def test_mlkd_strong_temperatures_bounds_are_allowed(x64):
+    """strong_temperatures may be 0 (the strong view unused) or len(temperatures) (the strong
+    view at every temperature)."""
+    sw, tw, ss, ts = (logits((4, 5), seed) for seed in range(60, 64))
+    temperatures = (4.0, 2.0)
+    fraction = float(mlkd_confidence_fractions(tw)[0])
+    kd_weak = [np.mean(kd_loss(sw, tw, temperature=T)) for T in temperatures]
+    kd_strong = [np.mean(kd_loss(ss, ts, temperature=T)) for T in temperatures]
+    none = mlkd_terms(sw, tw, ss, ts, temperatures=temperatures, strong_temperatures=0)
+    every = mlkd_terms(sw, tw, ss, ts, temperatures=temperatures, strong_temperatures=2)
+    np.testing.assert_allclose(
+        np.mean(none["instance"]), (1 + fraction) * sum(kd_weak), rtol=RTOL64
+    )
+    np.testing.assert_allclose(
+        np.mean(every["instance"]), fraction * sum(kd_weak) + sum(kd_strong), rtol=RTOL64
+    )
+
+
 @pytest.mark.slow
 def test_gradients(x64):
     sw, tw, ss, ts = (logits((4, 5), seed, scale=1.0) for seed in range(20, 24))
@@ -243,6 +396,21 @@ def test_low_precision_inputs_compute_in_float32():
         np.testing.assert_allclose(value, expected, rtol=1e-6)
 
 
+def test_float32_inputs_stay_float32_with_x64_enabled(x64):
+    """float32 in, float32 out even where JAX's default dtype is float64 (shapes only: no
+    compilation)."""
+    spec = jax.ShapeDtypeStruct((4, 6), jnp.float32)
+    outputs = [
+        jax.eval_shape(dist_terms, spec, spec),
+        jax.eval_shape(mlkd_terms, spec, spec, spec, spec),
+        jax.eval_shape(mlkd_batch_loss, spec, spec),
+        jax.eval_shape(mlkd_class_loss, spec, spec),
+        jax.eval_shape(mlkd_confidence_fractions, spec),
+    ]
+    for leaf in jax.tree.leaves(outputs):
+        assert leaf.dtype == jnp.float32, outputs
+
+
 def test_class_axis_and_where_contract():
     s, t = logits((3, 4, 10), 40, dtype=np.float32), logits((3, 4, 10), 41, dtype=np.float32)
     where = np.array([True, False, True, True])
@@ -268,6 +436,11 @@ F = jnp.zeros((4, 6))
     [
         (lambda: dist_loss(F[:, :1], F[:, :1]), ValueError, "DIST needs at least 2 classes"),
         (lambda: dist_loss(F, F, temperature=0.0), ValueError, "temperature must be finite"),
+        (
+            lambda: dist_loss(jnp.zeros((2, 3, 1)), jnp.zeros((2, 3, 1))),
+            ValueError,
+            "DIST needs at least 2 classes",
+        ),
         (lambda: dist_loss(F, jnp.zeros((4, 5))), ValueError, "same shape"),
         (lambda: dist_terms(F, F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
         (lambda: dist_terms(F, F, axis=True), ValueError, "axis must be an int"),
@@ -291,4 +464,34 @@ F = jnp.zeros((4, 6))
 )
 def test_invalid_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (
+            lambda: mlkd_terms(F, F, F, F, temperatures=(jnp.full((4,), 4.0),)),
+            ValueError,
+            "temperature of mlkd_terms must be a scalar (its batch term couples the examples), "
+            "got shape (4,)",
+        ),
+        *(
+            (
+                lambda k=k: mlkd_terms(F, F, F, F, temperatures=(4.0, 2.0), strong_temperatures=k),
+                ValueError,
+                f"strong_temperatures must be an int in [0, 2], got {k!r}",
+            )
+            for k in (-1, 3, 1.0, True)
+        ),
+        (
+            lambda: mlkd_terms(F, F, F[:2], F[:2]),
+            ValueError,
+            "the logits of both views must have the same shape (B, C), got (4, 6) and (2, 6)",
+        ),
+    ],
+)
+def test_invalid_arguments_whole_message(call, error, message):
+    """The whole one-line message, not a part of it: the argument, its valid range, the value."""
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
         call()
