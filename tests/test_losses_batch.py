@@ -163,6 +163,19 @@ def test_defaults_are_the_documented_ones():
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+def test_dist_loss_passes_its_arguments_to_the_terms(x64):
+    """dist_loss = beta * inter + gamma * intra with its own temperature, mask and class axis:
+    the kept examples get the weighted terms of the sub-batch without the masked one, which
+    gets 0 (the NumPy transcription of the authors' code on the sub-batch)."""
+    s, t = logits((5, 7), 95), logits((5, 7), 96)
+    where = np.array([True, True, False, True, True])
+    keep = where.nonzero()[0]
+    loss = dist_loss(s.T, t.T, temperature=2.0, beta=0.5, gamma=3.0, where=where, axis=0)
+    _, inter_rows, intra = np_dist(s[keep], t[keep], 2.0, 0.5, 3.0)
+    np.testing.assert_allclose(loss[keep], 0.5 * inter_rows + 3.0 * intra, rtol=RTOL64)
+    assert loss[2] == 0.0
+
+
 def test_dist_with_two_classes_and_a_batch_of_two_axes():
     """Two classes: each centred probability vector is (a, -a), so every correlation is +-1 up
     to the code's 1e-8, and inter is 0 or 2 T**2. A batch of two axes: the terms of the
@@ -488,6 +501,12 @@ def test_invalid_arguments(call, error, message):
             lambda: mlkd_terms(F, F, F[:2], F[:2]),
             ValueError,
             "the logits of both views must have the same shape (B, C), got (4, 6) and (2, 6)",
+        ),
+        (
+            lambda: dist_terms(F, F, temperature=jnp.full((4,), 2.0)),
+            ValueError,
+            "temperature of dist_terms must be a scalar (its batch term couples the examples), "
+            "got shape (4,)",
         ),
     ],
 )
