@@ -410,6 +410,16 @@ NO_LEVEL = (
             "axis must be an int in [-2, 1] for x, got True",
         ),
         (
+            lambda: haar_lowpass(jnp.ones((2, 8)), 1, axis=2),
+            ValueError,
+            "axis must be an int in [-2, 1] for x, got 2",
+        ),
+        (
+            lambda: haar_highpass(jnp.ones((2, 8)), 1, axis=-3),
+            ValueError,
+            "axis must be an int in [-2, 1] for x, got -3",
+        ),
+        (
             lambda: haar_idwt(jnp.ones(3), jnp.ones(3), axis=1),
             ValueError,
             "axis must be an int in [-1, 0] for approx, got 1",
@@ -418,6 +428,16 @@ NO_LEVEL = (
             lambda: haar_dwt(jnp.float32(1.0)),
             ValueError,
             "x must have at least 1 dimension, got a scalar",
+        ),
+        (
+            lambda: haar_lowpass(jnp.float32(1.0), 1),
+            ValueError,
+            "x must have at least 1 dimension, got a scalar",
+        ),
+        (
+            lambda: haar_highpass(jnp.ones((3, 0)), 1),
+            ValueError,
+            "x must have at least 1 sample along axis 1, got shape (3, 0)",
         ),
         (
             lambda: haar_idwt(jnp.float32(1.0), jnp.float32(1.0)),
