@@ -102,3 +102,7 @@ def test_decode_image_gives_three_channels(mode, image_format):
     buffer = io.BytesIO()
     PIL.Image.new(mode, (7, 5)).save(buffer, format=image_format)
     assert augment.decode_image(tf.constant(buffer.getvalue())).shape == (5, 7, 3)
+    # In a tf.data graph the channel count is known before any image is decoded: the crops,
+    # resizes and batches that follow need it.
+    dataset = tf.data.Dataset.from_tensors(buffer.getvalue()).map(augment.decode_image)
+    assert dataset.element_spec.shape.as_list() == [None, None, 3]

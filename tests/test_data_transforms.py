@@ -81,6 +81,39 @@ def test_normalization_constants_are_float64_arithmetic_whatever_the_statistics_
     assert np.any((1 / (255 * std)).astype(np.float32) != scale)
 
 
+def test_the_step_normalises_uint8_batches_and_zeroes_their_padding():
+    # normalize_batch, in the jitted step, finishes the uint8 streams (ImageNet's): the dataset's
+    # statistics, float32 unless told, padded examples (mask False) exactly 0 as the host
+    # pipelines yield them. A float batch was normalised on the host and passes untouched.
+    from figkd_jax.data.registry import get_info
+
+    info = get_info("imagenet2012")
+    images = np.random.default_rng(7).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    mask = np.array([True, False, True])
+    batch = {"image": images, "label": np.arange(3, dtype=np.int32), "mask": mask}
+    expected = np.asarray(transforms.normalize(images, info.mean, info.std))
+    got = jax.jit(transforms.normalize_batch, static_argnums=(1, 2))(batch, info, "float32")
+    default = transforms.normalize_batch(batch, info)
+    for normalised in (got, default):
+        assert sorted(normalised) == ["image", "label", "mask"]
+        assert normalised["image"].dtype == jnp.float32
+        np.testing.assert_array_equal(normalised["image"][mask], expected[mask])
+        assert np.all(np.asarray(normalised["image"])[~mask] == 0)
+        np.testing.assert_array_equal(normalised["label"], batch["label"])
+        np.testing.assert_array_equal(normalised["mask"], mask)
+    np.testing.assert_array_equal(
+        transforms.normalize_batch({"image": images}, info)["image"], expected
+    )
+    half = transforms.normalize_batch(batch, info, "bfloat16")["image"]
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(half[mask], expected[mask].astype(jnp.bfloat16))
+    assert transforms.normalized_images(images, info).dtype == jnp.float32
+    assert transforms.normalized_images(images, info, "bfloat16").dtype == jnp.bfloat16
+    floats = {"image": np.ones((2, 4, 4, 3), np.float32), "mask": np.array([True, False])}
+    assert transforms.normalize_batch(floats, info)["image"] is floats["image"]
+    assert transforms.normalized_images(floats["image"], info) is floats["image"]
+
+
 def _torchvision_rotate_flip(image: np.ndarray, draws, degrees: float) -> np.ndarray:
     """torchvision's RandomRotation(degrees) (defaults: NEAREST, expand=False, center=None,
     fill=0) then RandomHorizontalFlip() on a PIL image, with their random numbers taken from

@@ -405,6 +405,7 @@ def test_temperature_scaling(x64):
 
 def test_standardize_logits():
     z = np.random.default_rng(4).standard_normal((3, 9)).astype(np.float32) * 5 + 2
+    weights = np.array([1.0, -2.0, 0.5, 4.0], np.float32)
 
     @jax.jit
     def values(z):
@@ -416,7 +417,12 @@ def test_standardize_logits():
             "scaled_kd": kd_loss(standardize_logits(3 * z[:1]), standardize_logits(z[1:2])),
             "kd": kd_loss(standardize_logits(z[:1]), standardize_logits(z[1:2])),
             "constant": standardize_logits(constant),
-            "constant_grad": jax.grad(lambda c: jnp.sum(standardize_logits(c) * c))(constant),
+            "constant_grad": jax.grad(lambda c: jnp.sum(standardize_logits(c) * weights))(
+                constant[0]
+            ),
+            "constant_grad_eps": jax.grad(
+                lambda c: jnp.sum(standardize_logits(c, eps=0.5) * weights)
+            )(constant[0]),
         }
 
     v = values(z)
@@ -433,7 +439,10 @@ def test_standardize_logits():
     np.testing.assert_allclose(v["z_axis0"].mean(0), 0.0, atol=1e-6)
     np.testing.assert_allclose(v["scaled_kd"], v["kd"], rtol=1e-5)
     np.testing.assert_array_equal(v["constant"], 0.0)
-    assert np.all(np.isfinite(v["constant_grad"]))
+    # std is not differentiable at a constant vector c, but the standardization is:
+    # f(c + t v) = t (v - mean v) / (eps + |t| std v), so its derivative is (v - mean v) / eps.
+    np.testing.assert_allclose(v["constant_grad"], (weights - weights.mean()) / 1e-7, rtol=1e-6)
+    np.testing.assert_allclose(v["constant_grad_eps"], (weights - weights.mean()) / 0.5, rtol=1e-6)
 
 
 def test_vmap_matches_batch():
@@ -775,8 +784,14 @@ F = jnp.zeros((2, 8))
             ValueError,
             "shape (C,) = (8,)",
         ),
-        (lambda: standardize_logits(jnp.zeros(())), ValueError, "at least 1 dimension"),
+        (
+            lambda: standardize_logits(jnp.zeros(())),
+            ValueError,
+            "logits must have at least 1 dimension, got a scalar",
+        ),
         (lambda: standardize_logits(F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
+        (lambda: standardize_logits(F, axis=True), ValueError, "in [-2, 1], got True"),
+        (lambda: standardize_logits(F, axis=1.0), ValueError, "in [-2, 1], got 1.0"),
         (lambda: standardize_logits(F, eps=-1.0), ValueError, "eps must be >= 0"),
         (lambda: standardize_logits(F, ddof=2), ValueError, "ddof must be 0 or 1"),
         (lambda: standardize_logits(F[:, :1], ddof=1), ValueError, "more than ddof=1 entries"),

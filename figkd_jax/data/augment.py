@@ -122,6 +122,5 @@ def center_crop_geometry(height: tf.Tensor, width: tf.Tensor, resize: int, crop:
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes -> uint8 [H, W, 3] (grayscale expanded, alpha dropped)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    # channels=3 and no animations: the graph knows the shape [None, None, 3] before decoding.
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
