@@ -491,6 +491,15 @@ def test_invalid_arguments(call, error, message):
         ),
         *(
             (
+                lambda loss=loss: loss(F, F, temperature=jnp.full((4,), 4.0)),
+                ValueError,
+                f"temperature of {loss.__name__} must be a scalar (its batch term couples the "
+                "examples), got shape (4,)",
+            )
+            for loss in (mlkd_batch_loss, mlkd_class_loss)
+        ),
+        *(
+            (
                 lambda k=k: mlkd_terms(F, F, F, F, temperatures=(4.0, 2.0), strong_temperatures=k),
                 ValueError,
                 f"strong_temperatures must be an int in [0, 2], got {k!r}",
