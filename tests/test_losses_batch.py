@@ -233,6 +233,10 @@ def test_mlkd_confidence_fractions(x64):
     # Ties count as at or below, as numpy's `<=` in the code.
     example, _ = mlkd_confidence_fractions(np.zeros((4, 3)))
     assert float(example) == 1.0
+    # Confidence is each example's own softmax: [1, 0] and [2, 1] tie above [0, 0] and all three
+    # are at or below the median (one softmax over the whole batch would rank them apart).
+    example, _ = mlkd_confidence_fractions(np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 1.0]]))
+    assert float(example) == 1.0
     # A masked example is left out: the fractions of the sub-batch.
     where = np.array([True] * 7 + [False])
     masked = mlkd_confidence_fractions(tw, where=where)
