@@ -540,8 +540,8 @@ def test_defaults_are_the_documented_ones():
 
 def test_batch_of_two_axes_is_the_flattened_batch():
     """batch_shape (2, 3) gives the losses of the 6 examples as a batch of one axis: per-example
-    temperatures, labels, mask, a class permutation and the deepest Haar level (3 for C = 8)
-    follow the examples, not an axis position."""
+    temperatures, labels, mask, a class permutation and the deepest Haar level (3 for C = 8),
+    in both FiGKD domains, follow the examples, not an axis position."""
     s, t = logits_pair(batch=6, classes=8, dtype=np.float32)
     temps = np.linspace(1.0, 6.0, 6, dtype=np.float32)
     labels = np.array([0, 7, 3, 1, 5, 2])
@@ -553,6 +553,7 @@ def test_batch_of_two_axes_is_the_flattened_batch():
             kd_loss(s, t, temperature=temps, where=keep),
             *dkd_terms(s, t, labels, temperature=temps, where=keep),
             figkd_loss(s, t, temperature=temps, level=3, class_permutation=perm, where=keep),
+            figkd_loss(s, t, temperature=temps, level=3, domain="coefficients", where=keep),
         ]
 
     @jax.jit
