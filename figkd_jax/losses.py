@@ -850,8 +850,9 @@ def _prepare_temperature(
 
 
 def _per_class(temperature: Array) -> Array:
-    """A temperature from :func:`_prepare_temperature`, broadcastable against the logits."""
-    return temperature[..., None] if temperature.ndim else temperature
+    """A temperature from :func:`_prepare_temperature`, broadcastable against the logits (a
+    scalar becomes shape ``(1,)``, which divides them alike)."""
+    return temperature[..., None]
 
 
 def _check_labels(labels: ArrayLike, batch_shape: tuple[int, ...]) -> Array:
