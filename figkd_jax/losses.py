@@ -824,7 +824,8 @@ def _prepare_temperature(
     if isinstance(temperature, numbers.Real):
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-        return jnp.asarray(temperature, jnp.float32)
+        # Weakly typed, as in `logits / 4.0`: the logits' precision (float64 under x64).
+        return jnp.asarray(float(temperature))
     value = jnp.asarray(temperature)
     if not jnp.issubdtype(value.dtype, jnp.floating):
         raise TypeError(f"temperature must be a floating-point value, got dtype {value.dtype}")

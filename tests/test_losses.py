@@ -161,7 +161,8 @@ def test_parity_with_numpy_references(x64):
     @jax.jit
     def all_losses(s, t):
         return {
-            "kd": [kd_loss(s, t, temperature=temp) for temp in (1.0, 4.0)],
+            # 0.3 has no float32 value: a temperature rounded to float32 misses rtol=1e-10.
+            "kd": [kd_loss(s, t, temperature=temp) for temp in (0.3, 4.0)],
             "dkd": [
                 dkd_loss(s, t, labels, temperature=4.0),
                 *dkd_terms(s, t, labels, temperature=2.0),
@@ -170,7 +171,7 @@ def test_parity_with_numpy_references(x64):
         }
 
     ours = all_losses(s, t)
-    for loss, temperature in zip(ours["kd"], (1.0, 4.0), strict=True):
+    for loss, temperature in zip(ours["kd"], (0.3, 4.0), strict=True):
         assert loss.dtype == jnp.float64 and loss.shape == (BATCH,)
         np.testing.assert_allclose(loss, np_kd(s, t, temperature), rtol=1e-10)
     np.testing.assert_allclose(ours["dkd"][0], np_dkd(s, t, labels, 4.0, 1.0, 8.0)[0], rtol=1e-10)
@@ -502,6 +503,8 @@ def test_per_example_temperature(x64):
         )
 
     kd, figkd, dkd, kd_axis0, kd_2d = per_example(s, t, temps)
+    # Concrete, the temperatures are range-checked: any T > 0 passes, 0.5 included.
+    np.testing.assert_allclose(kd_loss(s, t, temperature=temps), expected_kd, rtol=1e-12)
     np.testing.assert_allclose(kd, expected_kd, rtol=1e-12)
     np.testing.assert_allclose(figkd, expected_figkd, rtol=1e-12)
     np.testing.assert_allclose(dkd, expected_dkd, rtol=1e-10)
@@ -742,6 +745,11 @@ F = jnp.zeros((2, 8))
         (lambda: dkd_loss(F, F, jnp.zeros(2, int), temperature=-1), ValueError, "temperature must"),
         (lambda: figkd_loss(F, F, temperature=math.inf), ValueError, "temperature must"),
         (lambda: kd_loss(F, F, temperature=True), TypeError, "temperature must be a positive"),
+        (
+            lambda: kd_loss(F, F, temperature=jnp.array([4, 2])),
+            TypeError,
+            "temperature must be a floating-point value, got dtype int32",
+        ),
         (lambda: kd_loss(jnp.zeros(()), jnp.zeros(())), ValueError, "with C >= 1"),
         (lambda: kd_loss(jnp.zeros((2, 0)), jnp.zeros((2, 0))), ValueError, "with C >= 1"),
         (lambda: kd_loss(F, F, where=jnp.ones(2)), TypeError, "where must be a bool array"),
