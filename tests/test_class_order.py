@@ -383,6 +383,18 @@ def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
     assert loaded.label == f"teacher (from {tmp_path})"
 
 
+def test_a_workdir_gives_back_the_order_its_run_saved(tmp_path):
+    # How a resumed run finds its order (train.py): none before the first save.
+    workdir = str(tmp_path)
+    assert class_order.load_saved(workdir) is None
+    order = class_order.make("random", dataset="digits", num_classes=10, seed=3)
+    class_order.save(workdir, order)
+    assert class_order.load_saved(workdir, 10) == order
+    assert class_order.load_saved(workdir) == order
+    with pytest.raises(ValueError, match=r"must hold each of 0\.\.11 exactly once"):
+        class_order.load_saved(workdir, 12)
+
+
 def _figkd_config(**overrides):
     config = digits_config(**overrides)
     config.method.name = "figkd"
