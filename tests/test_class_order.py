@@ -368,11 +368,21 @@ def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
     assert made["random"] == class_order.ClassOrder(
         "random", tuple(class_order.random_order(8, 3).tolist()), {"seed": 3}, "random"
     )
-    assert made["superclass"].permutation == tuple(class_order.superclass_order("cifar100"))
-    assert made["superclass"].details == {"dataset": "cifar100"}
+    assert made["superclass"] == class_order.ClassOrder(
+        "superclass",
+        tuple(class_order.superclass_order("cifar100").tolist()),
+        {"dataset": "cifar100"},
+        "superclass",
+    )
     teacher = made["teacher"]
+    assert teacher.kind == teacher.requested == "teacher"
     assert teacher.permutation == tuple(class_order.teacher_order(logits, labels, 4.0).tolist())
     assert teacher.details["temperature"] == 4.0 and teacher.details["num_examples"] == len(labels)
+    # The report says how the order was made.
+    assert teacher.details["method"] == (
+        "average linkage on Hellinger distances of class-mean softened predictions, "
+        "optimal leaf ordering"
+    )
     assert teacher.details["high_band_energy_share_train"] == {
         "index": class_order.high_band_energy_share(logits),
         "teacher": class_order.high_band_energy_share(logits, teacher.permutation),
@@ -381,6 +391,13 @@ def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
     loaded = class_order.make(str(tmp_path), dataset="digits", num_classes=8, seed=0)
     assert loaded.kind == "file" and loaded.permutation == teacher.permutation
     assert loaded.label == f"teacher (from {tmp_path})"
+
+
+def test_every_kind_passes_the_config_check_where_it_applies():
+    for kind in class_order.KINDS:
+        class_order.check(kind, "cifar100", 100)
+    with pytest.raises(ValueError, match="'superclass' needs a dataset with superclasses"):
+        class_order.check("superclass", "digits", 10)
 
 
 def test_a_workdir_gives_back_the_order_its_run_saved(tmp_path):
