@@ -5,6 +5,7 @@ import csv
 import itertools
 import json
 import os
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -390,6 +391,7 @@ def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
     class_order.save(str(tmp_path), teacher)
     loaded = class_order.make(str(tmp_path), dataset="digits", num_classes=8, seed=0)
     assert loaded.kind == "file" and loaded.permutation == teacher.permutation
+    assert loaded.requested == str(tmp_path)
     assert loaded.label == f"teacher (from {tmp_path})"
 
 
@@ -410,6 +412,14 @@ def test_a_workdir_gives_back_the_order_its_run_saved(tmp_path):
     assert class_order.load_saved(workdir) == order
     with pytest.raises(ValueError, match=r"must hold each of 0\.\.11 exactly once"):
         class_order.load_saved(workdir, 12)
+    with pytest.raises(ValueError, match=r"must hold each of 0\.\.11 exactly once"):
+        class_order.make(workdir, dataset="digits", num_classes=12, seed=0)
+    missing = str(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match=f"^no class order at {re.escape(missing)}$"):
+        class_order.load(missing)
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"empty\.json is not a class order: 'kind'$"):
+        class_order.load(str(tmp_path / "empty.json"))
 
 
 def _figkd_config(**overrides):
