@@ -395,6 +395,26 @@ def test_each_kind_is_made_as_the_config_asks_and_survives_a_save(tmp_path):
     assert loaded.label == f"teacher (from {tmp_path})"
 
 
+def test_the_saved_file_format(tmp_path):
+    # class_order.json as runs write it and other runs, reports and users read it; files
+    # without "requested" or "details" (written before these existed) still load.
+    order = class_order.ClassOrder("teacher", (2, 0, 1), {"temperature": 4.0}, "teacher")
+    written = {
+        "kind": "teacher",
+        "requested": "teacher",
+        "permutation": [2, 0, 1],
+        "details": {"temperature": 4.0},
+    }
+    assert order.to_json() == written
+    assert class_order.ClassOrder.from_json(written) == order
+    requested = {**written, "requested": "/runs/teacher"}
+    assert class_order.ClassOrder.from_json(requested).requested == "/runs/teacher"
+    minimal = {"kind": "random", "permutation": [1, 0]}
+    assert class_order.ClassOrder.from_json(minimal) == class_order.ClassOrder(
+        "random", (1, 0), {}, "random"
+    )
+
+
 def test_every_kind_passes_the_config_check_where_it_applies():
     for kind in class_order.KINDS:
         class_order.check(kind, "cifar100", 100)
