@@ -318,6 +318,43 @@ def test_energy_share_table_has_a_row_per_order_and_a_random_row():
     ]
 
 
+def test_energy_share_table_cells_are_the_shares_of_each_order_and_level():
+    # 9 classes: an odd length, where the boundary mode changes the shares; a mode other than the
+    # default and two levels, so that each argument must reach its cell.
+    logits = np.random.default_rng(2).standard_normal((30, 9)) * np.arange(1, 10)
+    share = class_order.high_band_energy_share
+    orders = {"index": list(range(9)), "reversed": list(range(8, -1, -1))}
+    table = class_order.energy_share_table(
+        logits, orders, levels=(1, 2), random_draws=5, mode="zero"
+    )
+    rows = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
+    expected = {
+        name: [f"{share(logits, order, level=lv, mode='zero'):.3f}" for lv in (1, 2)]
+        for name, order in orders.items()
+    }
+    assert rows[:2] == [[name, *cells] for name, cells in expected.items()]
+    assert expected["index"] != expected["reversed"]
+    assert expected["index"] != [f"{share(logits, level=lv):.3f}" for lv in (1, 2)]
+    random_shares = [
+        [
+            share(logits, class_order.random_order(9, seed), level=lv, mode="zero")
+            for seed in range(5)
+        ]
+        for lv in (1, 2)
+    ]
+    assert rows[2] == [
+        "random (5 seeds)",
+        *(f"{np.mean(s):.3f} ± {np.std(s, ddof=1):.3f}" for s in random_shares),
+    ]
+    # One draw has no spread; none leaves the row out.
+    one = class_order.energy_share_table(logits, orders, levels=(1,), random_draws=1)
+    assert one.splitlines()[-1] == (
+        f"| random (1 seeds) | {share(logits, class_order.random_order(9, 0)):.3f} ± — |"
+    )
+    none = class_order.energy_share_table(logits, orders, levels=(1,), random_draws=0)
+    assert [line.split(" | ")[0] for line in none.splitlines()[2:]] == ["| index", "| reversed"]
+
+
 def test_cifar100_superclasses_match_the_published_fine_to_coarse_labels():
     # The coarse label of each fine label (0..99) as CIFAR-100's own records give it, the
     # vector commonly transcribed as `sparse2coarse`.
