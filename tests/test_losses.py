@@ -478,6 +478,24 @@ def test_traced_temperature():
     )
 
 
+def test_float32_inputs_stay_float32_with_x64_enabled(x64):
+    """float32 logits and temperatures in, float32 out where JAX's default dtype is float64
+    (shapes only: no compilation)."""
+    spec = jax.ShapeDtypeStruct((2, 8), jnp.float32)
+    labels = jnp.zeros(2, jnp.int32)
+    for temperature in (2.0, np.full(2, 2.0, np.float32)):
+        outputs = [
+            jax.eval_shape(lambda s, t, T=temperature: kd_loss(s, t, temperature=T), spec, spec),
+            jax.eval_shape(lambda s, t, T=temperature: figkd_loss(s, t, temperature=T), spec, spec),
+            jax.eval_shape(
+                lambda s, t, T=temperature: dkd_terms(s, t, labels, temperature=T), spec, spec
+            ),
+        ]
+        assert {leaf.dtype for leaf in jax.tree.leaves(outputs)} == {np.dtype(np.float32)}, (
+            temperature
+        )
+
+
 def test_per_example_temperature(x64):
     """A temperature of shape batch_shape gives each example the loss of its own scalar T."""
     s, t = logits_pair()
