@@ -48,7 +48,10 @@ def test_normalize_uses_the_shared_constants():
     )
 
 
-@pytest.mark.parametrize("height, width", [(375, 500), (500, 333), (40, 12), (7, 90)])
+# Images of a few pixels too, where crops of width or height 0 (refused) and 1 (taken) occur.
+@pytest.mark.parametrize(
+    "height, width", [(375, 500), (500, 333), (40, 12), (7, 90), (1, 1), (2, 3), (3, 2)]
+)
 def test_resized_crop_params_match_torchvision(height, width):
     scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
     draws = np.random.default_rng(height).random((60, augment.RESIZED_CROP_FLIP_DRAWS))
