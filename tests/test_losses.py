@@ -806,11 +806,6 @@ F = jnp.zeros((2, 8))
             ValueError,
             "shape (C,) = (8,)",
         ),
-        (
-            lambda: standardize_logits(jnp.zeros(())),
-            ValueError,
-            "logits must have at least 1 dimension, got a scalar",
-        ),
         (lambda: standardize_logits(F, axis=2), ValueError, "axis must be an int in [-2, 1]"),
         (lambda: standardize_logits(F, axis=True), ValueError, "in [-2, 1], got True"),
         (lambda: standardize_logits(F, axis=1.0), ValueError, "in [-2, 1], got 1.0"),
@@ -823,6 +818,12 @@ F = jnp.zeros((2, 8))
 def test_invalid_arguments(call, error, message):
     with pytest.raises(error, match=re.escape(message)):
         call()
+
+
+def test_standardize_logits_refuses_a_scalar_in_one_line():
+    with pytest.raises(ValueError) as scalar:
+        standardize_logits(jnp.zeros(()))
+    assert str(scalar.value) == "logits must have at least 1 dimension, got a scalar"
 
 
 def test_a_mask_of_the_logits_shape_gets_a_hint():
