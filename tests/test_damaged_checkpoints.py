@@ -5,6 +5,9 @@ infinite, which orbax restores without complaint. A skipped step is never applie
 trainer never writes such a state, and resuming from it would train on garbage.
 """
 
+import asyncio
+import gc
+import logging
 import os
 
 import jax
@@ -12,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from figkd_jax.trainer import run_setup
+from figkd_jax.trainer import checkpoints, run_setup
 from figkd_jax.trainer import workdir as workdir_lib
 from tests.train_worker import digits_config
 
@@ -60,3 +63,40 @@ def test_an_intact_checkpoint_resumes(tmp_path):
     workdir_lib.save_state(mngr, saved, {"history": [], "best_step": None}, run, metrics=None)
     state, _ = workdir_lib.resume_state(mngr, template, run)
     assert int(state.step) == 3 and mngr.all_steps() == [3]
+
+
+def _abandon_failed_reads(error, *, as_task):
+    """What orbax leaves when a restore fails: reads whose failure nobody retrieves."""
+    loop = asyncio.new_event_loop()
+
+    async def read():
+        raise error
+
+    if as_task:
+        abandoned = loop.create_task(read())
+    else:
+        abandoned = loop.create_future()
+        abandoned.set_exception(error)
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    del abandoned
+    gc.collect()  # asyncio logs an unretrieved failure when its future is collected
+
+
+@pytest.mark.parametrize("as_task", [True, False], ids=["task", "future"])
+def test_abandoned_checkpoint_reads_stay_off_the_log_and_other_failures_do_not(caplog, as_task):
+    """Which of orbax's abandoned reads asyncio reports first, as a Task or a bare Future,
+    varies from run to run; either would print a traceback under the one warning line."""
+    checkpoints.silence_abandoned_reads()
+    read_error = Exception(
+        "Encountered error while reading array index: (slice(0, 3, 1),). "
+        "See full TensorStore details: <bound method spec of TensorStore({...})>."
+    )
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        _abandon_failed_reads(read_error, as_task=as_task)
+        assert caplog.records == []
+        _abandon_failed_reads(ValueError("an unrelated failure"), as_task=as_task)
+    kind = "Task" if as_task else "Future"
+    assert [r.getMessage().splitlines()[0] for r in caplog.records] == [
+        f"{kind} exception was never retrieved"
+    ]

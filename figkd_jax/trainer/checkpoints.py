@@ -181,10 +181,14 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(lines)}" if lines else type(error).__name__
 
 
-def _drop_abandoned_read_futures(record: logging.LogRecord) -> bool:
+def _drop_abandoned_read_failures(record: logging.LogRecord) -> bool:
+    # asyncio names the class: "Future exception ..." for a bare future, "Task
+    # exception ..." for a read coroutine's task; which one is collected first varies.
     message = record.getMessage()
     return not (
-        message.startswith("Future exception was never retrieved")
+        message.startswith(
+            ("Future exception was never retrieved", "Task exception was never retrieved")
+        )
         and ("OCDBT" in message or "tensorstore" in message.lower())
     )
 
@@ -203,8 +207,8 @@ def silence_abandoned_reads() -> None:
     previous = sys.unraisablehook
     if getattr(previous, "drops_abandoned_reads", False):
         return
-    # The same reads' failed futures, when collected, are logged by asyncio instead.
-    logging.getLogger("asyncio").addFilter(_drop_abandoned_read_futures)
+    # The same reads' failed futures and tasks, when collected, are logged by asyncio instead.
+    logging.getLogger("asyncio").addFilter(_drop_abandoned_read_failures)
 
     def hook(unraisable):
         closed_loop = isinstance(unraisable.exc_value, RuntimeError) and (
